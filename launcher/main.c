@@ -1,0 +1,234 @@
+/* main.c — distc-launch: start a master and its workers, then supervise.
+ *
+ * Order: the socket listens first, so workers may dial as soon as they
+ * start; then the workers; then the master, which owns the socket from then
+ * on.  Our copy is closed so that a worker dialing a dead master is refused
+ * at once instead of waiting in the backlog until its timeout. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "launcher.h"
+
+/* At least this many pending connections: every worker dials at once. */
+#define LISTEN_BACKLOG (SOMAXCONN > 1024 ? SOMAXCONN : 1024)
+
+static int fill_secret(unsigned char *secret) {
+  size_t off = 0;
+  while (off < DISTC_SECRET_LEN) {
+    ssize_t n = getrandom(secret + off, DISTC_SECRET_LEN - off, 0);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return distc__seterr(DISTC_EIO, "cannot draw the cluster secret: %s",
+                           strerror(errno));
+    off += (size_t)n;
+  }
+  return 0;
+}
+
+/* A TCP socket listening on 127.0.0.1 at a port the kernel picks. */
+static int open_listener(int *fd_out, int *port_out) {
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof sa;
+  int rc;
+
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return distc__seterr(DISTC_EIO, "cannot create the master's socket: %s",
+                         strerror(errno));
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+      listen(fd, LISTEN_BACKLOG) != 0 ||
+      getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
+    rc = distc__seterr(DISTC_EIO,
+                       "cannot listen on 127.0.0.1 for the workers: %s",
+                       strerror(errno));
+    goto close_fd;
+  }
+  *fd_out = fd;
+  *port_out = ntohs(sa.sin_port);
+  return 0;
+
+close_fd:
+  close(fd);
+  return rc;
+}
+
+static int fail(int code) {
+  fprintf(stderr, "distc-launch: %s\n", distc_errmsg());
+  return code;
+}
+
+int main(int argc, char **argv) {
+  distc__launch_opts o;
+  distc_manager m = {0};
+  distc__topology *topo = NULL;
+  distc_host *hosts = NULL;
+  int nhosts = 0;
+  int *bind_cpu = NULL;
+  unsigned char secret[DISTC_SECRET_LEN] = {0};
+  char master_addr[64];
+  int listen_fd = -1, port = 0, control_fd = -1;
+  bool signals = false;
+  pid_t master = -1;
+  int code, rc;
+
+  rc = distc__options_parse(argc, argv, &o);
+  if (rc != 0) {
+    code = rc > 0 ? 0 : fail(DISTC__EXIT_USAGE);
+    goto free_opts;
+  }
+  rc = distc_manager_open(&m, o.manager, o.verbose);
+  if (rc != 0) {
+    code = fail(rc == DISTC_EINVAL ? DISTC__EXIT_USAGE : DISTC__EXIT_FAILURE);
+    goto free_opts;
+  }
+
+  /* hwloc only when something needs the cores. */
+  int cores = 0;
+  if (o.nworkers == 0 || o.bind || o.blas_threads == 0) {
+    rc = distc__topology_open(&topo);
+    if (rc != 0) {
+      code = fail(DISTC__EXIT_FAILURE);
+      goto close_manager;
+    }
+    cores = distc__topology_cores(topo);
+  }
+
+  rc = m.ops->nodes(m.state, o.nworkers ? o.nworkers : cores, &hosts, &nhosts);
+  if (rc != 0) {
+    code = fail(DISTC__EXIT_FAILURE);
+    goto close_topo;
+  }
+  int count = 0;
+  for (int i = 0; i < nhosts; i++)
+    count += hosts[i].slots;
+  if (count <= 0) {
+    distc__seterr(DISTC_EINVAL,
+                  "the %s manager has no slots for workers; "
+                  "give -p N",
+                  m.ops->name);
+    code = fail(DISTC__EXIT_FAILURE);
+    goto free_hosts;
+  }
+  int blas = o.blas_threads;
+  if (blas == 0)
+    blas = cores / count > 1 ? cores / count : 1;
+
+  if (o.bind) {
+    bind_cpu = malloc((size_t)count * sizeof *bind_cpu);
+    if (bind_cpu == NULL) {
+      distc__seterr(DISTC_ENOMEM, "out of memory");
+      code = fail(DISTC__EXIT_FAILURE);
+      goto free_hosts;
+    }
+    for (int k = 0; k < count; k++)
+      bind_cpu[k] = distc__topology_core_cpu(topo, k);
+  }
+  if (o.verbose && cores > 0)
+    fprintf(stderr,
+            "distc-launch: %d workers, %d BLAS/OpenMP threads each "
+            "(%d cores here)\n",
+            count, blas, cores);
+  else if (o.verbose)
+    fprintf(stderr, "distc-launch: %d workers, %d BLAS/OpenMP threads each\n",
+            count, blas);
+
+  if (!o.dry_run) {
+    if ((rc = fill_secret(secret)) != 0 || (rc = distc__signals_init()) != 0) {
+      code = fail(DISTC__EXIT_FAILURE);
+      goto free_bind;
+    }
+    signals = true;
+    if ((rc = open_listener(&listen_fd, &port)) != 0) {
+      code = fail(DISTC__EXIT_FAILURE);
+      goto restore_signals;
+    }
+    snprintf(master_addr, sizeof master_addr, "127.0.0.1:%d", port);
+  } else {
+    snprintf(master_addr, sizeof master_addr, "127.0.0.1:<port>");
+  }
+
+  distc_launch_spec spec = {
+      .count = count,
+      .first_index = 0,
+      .exename = o.exe_path,
+      .argv = o.argv,
+      .dir = o.dir,
+      .env = o.env,
+      .master_addr = master_addr,
+      .secret = secret,
+      .blas_threads = blas,
+      .bind_cpu = bind_cpu,
+      .verbose = o.verbose,
+      .dry_run = o.dry_run,
+  };
+  rc = m.ops->launch(m.state, &spec);
+  if (rc != 0) {
+    code = fail(DISTC__EXIT_FAILURE);
+    goto close_listener;
+  }
+
+  distc__master_spec ms = {
+      .path = o.program,
+      .argv = o.argv,
+      .dir = o.dir,
+      .env = o.env,
+      .listen_fd = listen_fd,
+      .secret = secret,
+      .nworkers = count,
+      .timeout_s = o.timeout_s,
+      .verbose = o.verbose,
+      .dry_run = o.dry_run,
+  };
+  rc = distc__master_spawn(&ms, &master, &control_fd);
+  if (rc != 0) {
+    code = fail(DISTC__EXIT_FAILURE);
+    distc_manager_stop(&m, SIGKILL, 0, NULL, NULL);
+    goto close_listener;
+  }
+  if (o.dry_run) {
+    code = 0;
+    goto close_listener;
+  }
+  close(listen_fd);
+  listen_fd = -1;
+
+  distc__supervision sv = {
+      .m = &m,
+      .master = master,
+      .control_fd = control_fd,
+      .nworkers = count,
+      .timeout_s = o.timeout_s,
+      .program = o.argv[0],
+      .verbose = o.verbose,
+  };
+  code = distc__supervise(&sv);
+
+close_listener:
+  if (listen_fd >= 0)
+    close(listen_fd);
+restore_signals:
+  if (signals)
+    distc__signals_restore();
+free_bind:
+  free(bind_cpu);
+free_hosts:
+  distc_host_free(hosts, nhosts);
+close_topo:
+  distc__topology_close(topo);
+close_manager:
+  distc_manager_close(&m);
+free_opts:
+  distc__options_free(&o);
+  explicit_bzero(secret, sizeof secret);
+  return code;
+}

@@ -1,0 +1,405 @@
+/* options.c — distc-launch's command line.
+ *
+ * Parsing stops at the first word that is not an option: that is the
+ * program, and everything after it is the program's own, even words that
+ * look like our options (`distc-launch -p 2 ./prog -v` gives -v to prog). */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "launcher.h"
+
+#define MAX_WORKERS 100000
+#define DEFAULT_TIMEOUT_S 60.0
+
+enum opt_id {
+  OPT_PROCS,
+  OPT_DIR,
+  OPT_EXENAME,
+  OPT_ENV,
+  OPT_TIMEOUT,
+  OPT_MANAGER,
+  OPT_BIND,
+  OPT_BLAS,
+  OPT_VERBOSE,
+  OPT_DRY_RUN,
+  OPT_HELP,
+  OPT_VERSION,
+};
+
+typedef struct opt_def {
+  const char *lng; /* without "--" */
+  char shrt;       /* 0: none */
+  bool has_arg;
+  enum opt_id id;
+} opt_def;
+
+/* clang-format off */
+static const opt_def opt_defs[] = {
+    {"procs", 'p', true, OPT_PROCS},
+    {"dir", 0, true, OPT_DIR},
+    {"exename", 0, true, OPT_EXENAME},
+    {"env", 0, true, OPT_ENV},
+    {"timeout", 0, true, OPT_TIMEOUT},
+    {"manager", 0, true, OPT_MANAGER},
+    {"bind", 0, false, OPT_BIND},
+    {"blas-threads", 0, true, OPT_BLAS},
+    {"verbose", 'v', false, OPT_VERBOSE},
+    {"dry-run", 0, false, OPT_DRY_RUN},
+    {"help", 'h', false, OPT_HELP},
+    {"version", 'V', false, OPT_VERSION},
+};
+/* clang-format on */
+
+static const char usage_text[] =
+    "usage: distc-launch [options] PROGRAM [ARGS...]\n"
+    "\n"
+    "Runs PROGRAM, a program linked with libdistc, as the master of a cluster\n"
+    "of worker processes that run the same program and connect back to it.\n"
+    "\n"
+    "options:\n"
+    "  -p, --procs N|auto   workers to start (default auto: one per physical\n"
+    "                       core of this host)\n"
+    "      --dir DIR        working directory of the master and the workers\n"
+    "      --exename PATH   executable the workers run (default: PROGRAM)\n"
+    "      --env K=V        set K=V for the master and the workers\n"
+    "                       (repeatable)\n"
+    "      --timeout S      seconds to wait for the workers to connect\n"
+    "                       (default 60, decimals allowed)\n"
+    "      --manager NAME   cluster manager (known: local); default:\n"
+    "                       $DISTC_MANAGER, else detected, else local\n"
+    "      --bind           bind worker i to core i mod cores\n"
+    "      --blas-threads N OPENBLAS_NUM_THREADS and OMP_NUM_THREADS of each\n"
+    "                       worker (default: cores / workers, at least 1)\n"
+    "  -v, --verbose        say which manager was chosen and print every\n"
+    "                       command started\n"
+    "      --dry-run        print the commands, start nothing\n"
+    "  -h, --help           print this help and exit\n"
+    "  -V, --version        print the version and exit\n"
+    "\n"
+    "Options end at the first word that is not one (or at --); the rest is\n"
+    "PROGRAM and its arguments.  See distc-launch(1).\n";
+
+static const opt_def *find_long(const char *name, size_t len) {
+  for (size_t i = 0; i < DISTC__ARRAY_LEN(opt_defs); i++)
+    if (strlen(opt_defs[i].lng) == len &&
+        strncmp(opt_defs[i].lng, name, len) == 0)
+      return &opt_defs[i];
+  return NULL;
+}
+
+static const opt_def *find_short(char c) {
+  for (size_t i = 0; i < DISTC__ARRAY_LEN(opt_defs); i++)
+    if (opt_defs[i].shrt == c)
+      return &opt_defs[i];
+  return NULL;
+}
+
+static int parse_procs(const char *v, distc__launch_opts *o) {
+  if (strcmp(v, "auto") == 0) {
+    o->nworkers = 0;
+    return 0;
+  }
+  char *end;
+  errno = 0;
+  long n = strtol(v, &end, 10);
+  if (v[0] == '\0' || *end != '\0' || errno != 0 || n < 1)
+    return distc__seterr(DISTC_EINVAL,
+                         "-p wants a positive number of workers or 'auto', "
+                         "got '%s'; e.g. -p 4",
+                         v);
+  if (n > MAX_WORKERS)
+    return distc__seterr(DISTC_EINVAL,
+                         "-p %s is more workers than distc-launch starts "
+                         "(at most %d); use a smaller number",
+                         v, MAX_WORKERS);
+  o->nworkers = (int)n;
+  return 0;
+}
+
+static int parse_timeout(const char *v, distc__launch_opts *o) {
+  char *end;
+  errno = 0;
+  double t = strtod(v, &end);
+  if (v[0] == '\0' || *end != '\0' || errno != 0 || !isfinite(t) || t <= 0)
+    return distc__seterr(DISTC_EINVAL,
+                         "--timeout wants a number of seconds > 0, got '%s'; "
+                         "e.g. --timeout 120 or --timeout 2.5",
+                         v);
+  o->timeout_s = t;
+  return 0;
+}
+
+static int parse_blas(const char *v, distc__launch_opts *o) {
+  char *end;
+  errno = 0;
+  long n = strtol(v, &end, 10);
+  if (v[0] == '\0' || *end != '\0' || errno != 0 || n < 1 || n > 65536)
+    return distc__seterr(DISTC_EINVAL,
+                         "--blas-threads wants a number of threads >= 1, got "
+                         "'%s'; e.g. --blas-threads 2",
+                         v);
+  o->blas_threads = (int)n;
+  return 0;
+}
+
+static int parse_dir(const char *v, distc__launch_opts *o) {
+  struct stat st;
+  if (stat(v, &st) != 0)
+    return distc__seterr(DISTC_EINVAL,
+                         "--dir %s: %s; give an existing directory", v,
+                         strerror(errno));
+  if (!S_ISDIR(st.st_mode))
+    return distc__seterr(DISTC_EINVAL,
+                         "--dir %s is not a directory; give a directory", v);
+  o->dir = v;
+  return 0;
+}
+
+/* Why a candidate path cannot be run, or 0 if it can. */
+static int check_exec(const char *path) {
+  struct stat st;
+  if (stat(path, &st) != 0)
+    return errno;
+  if (S_ISDIR(st.st_mode))
+    return EISDIR;
+  if (access(path, X_OK) != 0)
+    return errno;
+  return 0;
+}
+
+/* A copy of path that does not depend on our working directory, since the
+ * master and workers may run in --dir.  Symlinks are kept as they are: the
+ * program may look at how it was invoked. */
+static char *absolute(const char *path) {
+  if (path[0] == '/')
+    return strdup(path);
+  char cwd[PATH_MAX];
+  if (getcwd(cwd, sizeof cwd) == NULL)
+    return NULL;
+  while (path[0] == '.' && path[1] == '/')
+    path += 2;
+  size_t n = strlen(cwd) + strlen(path) + 2;
+  char *p = malloc(n);
+  if (p != NULL)
+    snprintf(p, n, "%s/%s", cwd, path);
+  return p;
+}
+
+/* Finds name as execvp would: as a path when it has a slash, else in each
+ * $PATH directory in turn (an empty entry is the current directory). */
+static int resolve_program(const char *what, const char *name, char **out) {
+  int e;
+
+  if (name[0] == '\0')
+    return distc__seterr(DISTC_EINVAL, "%s is empty; give a program to run",
+                         what);
+  if (strchr(name, '/') != NULL) {
+    e = check_exec(name);
+    if (e == EISDIR)
+      return distc__seterr(DISTC_EINVAL,
+                           "%s %s is a directory; give the program inside it",
+                           what, name);
+    if (e == EACCES)
+      return distc__seterr(DISTC_EINVAL,
+                           "%s %s is not executable; make it so (chmod +x) or "
+                           "check the path",
+                           what, name);
+    if (e != 0)
+      return distc__seterr(DISTC_EINVAL, "%s %s: %s; check the path", what,
+                           name, strerror(e));
+    goto found;
+  }
+
+  const char *path = getenv("PATH");
+  char defpath[256];
+  if (path == NULL) {
+    size_t n = confstr(_CS_PATH, defpath, sizeof defpath);
+    path = n > 0 && n <= sizeof defpath ? defpath : "/bin:/usr/bin";
+  }
+  bool not_exec = false;
+  for (const char *p = path;; p++) {
+    const char *colon = strchrnul(p, ':');
+    int dlen = (int)(colon - p);
+    char cand[PATH_MAX];
+    int n = snprintf(cand, sizeof cand, "%.*s%s%s", dlen, p, dlen ? "/" : "./",
+                     name);
+    if (n > 0 && (size_t)n < sizeof cand) {
+      e = check_exec(cand);
+      if (e == 0) {
+        *out = absolute(cand);
+        goto copied;
+      }
+      if (e == EACCES)
+        not_exec = true;
+    }
+    if (*colon == '\0')
+      break;
+    p = colon;
+  }
+  if (not_exec)
+    return distc__seterr(DISTC_EINVAL,
+                         "%s %s was found in PATH but is not executable; "
+                         "make it so (chmod +x) or give its path",
+                         what, name);
+  return distc__seterr(DISTC_EINVAL,
+                       "%s %s not found in PATH; give its path (e.g. ./%s) "
+                       "or check the name",
+                       what, name, name);
+
+found:
+  *out = absolute(name);
+copied:
+  if (*out == NULL)
+    return distc__seterr(DISTC_ENOMEM, "cannot resolve %s %s: %s", what, name,
+                         strerror(errno ? errno : ENOMEM));
+  return 0;
+}
+
+static int apply(const opt_def *d, const char *v, distc__launch_opts *o,
+                 const char **exename) {
+  switch (d->id) {
+  case OPT_PROCS:
+    return parse_procs(v, o);
+  case OPT_DIR:
+    return parse_dir(v, o);
+  case OPT_EXENAME:
+    *exename = v;
+    return 0;
+  case OPT_ENV: {
+    const char *eq = strchr(v, '=');
+    if (eq == NULL || eq == v)
+      return distc__seterr(DISTC_EINVAL,
+                           "--env wants K=V, got '%s'; e.g. --env "
+                           "OMP_PROC_BIND=true",
+                           v);
+    size_t n = 0;
+    while (o->env[n] != NULL)
+      n++;
+    o->env[n] = v;
+    o->env[n + 1] = NULL;
+    return 0;
+  }
+  case OPT_TIMEOUT:
+    return parse_timeout(v, o);
+  case OPT_MANAGER:
+    if (v[0] == '\0')
+      return distc__seterr(DISTC_EINVAL,
+                           "--manager wants a name; e.g. --manager local");
+    o->manager = v;
+    return 0;
+  case OPT_BIND:
+    o->bind = true;
+    return 0;
+  case OPT_BLAS:
+    return parse_blas(v, o);
+  case OPT_VERBOSE:
+    o->verbose = true;
+    return 0;
+  case OPT_DRY_RUN:
+    o->dry_run = true;
+    return 0;
+  case OPT_HELP:
+    fputs(usage_text, stdout);
+    return 1;
+  case OPT_VERSION:
+    printf("distc-launch %s\n", DISTC_VERSION);
+    return 1;
+  }
+  return 0;
+}
+
+int distc__options_parse(int argc, char **argv, distc__launch_opts *o) {
+  const char *exename = NULL;
+  int rc = 0;
+  int i;
+
+  *o = (distc__launch_opts){.timeout_s = DEFAULT_TIMEOUT_S};
+  /* Every --env takes at least one word, so argc entries always suffice. */
+  o->env = calloc((size_t)argc + 1, sizeof *o->env);
+  if (o->env == NULL)
+    return distc__seterr(DISTC_ENOMEM, "out of memory");
+
+  for (i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const opt_def *d;
+    const char *v = NULL;
+    char shown[64];
+
+    if (strcmp(a, "--") == 0) {
+      i++;
+      break;
+    }
+    if (a[0] != '-' || a[1] == '\0')
+      break;
+    if (a[1] == '-') {
+      const char *name = a + 2;
+      const char *eq = strchr(name, '=');
+      size_t len = eq ? (size_t)(eq - name) : strlen(name);
+      d = find_long(name, len);
+      snprintf(shown, sizeof shown, "--%.*s", (int)len, name);
+      if (d != NULL && eq != NULL) {
+        if (!d->has_arg)
+          return distc__seterr(DISTC_EINVAL,
+                               "%s takes no value, got '%s'; write just %s",
+                               shown, a, shown);
+        v = eq + 1;
+      }
+    } else {
+      d = find_short(a[1]);
+      snprintf(shown, sizeof shown, "-%c", a[1]);
+      if (d != NULL && a[2] != '\0') {
+        if (!d->has_arg)
+          d = NULL; /* "-vx": we do not bundle flags */
+        else
+          v = a + 2; /* "-p4" */
+      }
+    }
+    if (d == NULL)
+      return distc__seterr(DISTC_EINVAL,
+                           "unknown option '%s'; see distc-launch --help", a);
+    if (d->has_arg && v == NULL) {
+      if (i + 1 >= argc)
+        return distc__seterr(
+            DISTC_EINVAL, "%s needs a value%s; see distc-launch --help", shown,
+            d->id == OPT_PROCS ? " (a number of workers or 'auto', e.g. -p 4)"
+                               : "");
+      v = argv[++i];
+    }
+    rc = apply(d, v, o, &exename);
+    if (rc != 0)
+      return rc;
+  }
+
+  if (i >= argc)
+    return distc__seterr(DISTC_EINVAL,
+                         "no program to run; usage: distc-launch [options] "
+                         "PROGRAM [ARGS...], see distc-launch --help");
+  o->argv = argv + i;
+  rc = resolve_program("program", argv[i], &o->program);
+  if (rc != 0)
+    return rc;
+  /* Checked here for the local manager; a remote manager will want the
+   * path as given, to be found on the remote host. */
+  if (exename != NULL)
+    return resolve_program("--exename", exename, &o->exe_path);
+  o->exe_path = strdup(o->program);
+  if (o->exe_path == NULL)
+    return distc__seterr(DISTC_ENOMEM, "out of memory");
+  return 0;
+}
+
+void distc__options_free(distc__launch_opts *o) {
+  free(o->env);
+  free(o->program);
+  free(o->exe_path);
+  o->env = NULL;
+  o->program = NULL;
+  o->exe_path = NULL;
+}

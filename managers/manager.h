@@ -1,0 +1,117 @@
+/* manager.h — the cluster manager interface (internal, shared by
+ * distc-launch and libdistc's distc_addprocs).
+ *
+ * A manager has two halves, as in MPICH Hydra: a resource half (detect: am I
+ * inside your allocation?  nodes: which hosts and slots?) and a launch half
+ * (launch, signal, reap).  Each manager is one const ops table below; slots
+ * marked optional may be NULL and the dispatcher (manager.c) supplies the
+ * default.  Per-run state is allocated by the dispatcher from state_size.
+ */
+#ifndef DISTC_MANAGER_H
+#define DISTC_MANAGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Environment contract between launcher, master and workers.  The secret is
+ * never in the environment or on a command line: it is read from the pipe
+ * whose fd number DISTC_SECRET_FD names. */
+#define DISTC_ENV_ROLE "DISTC_ROLE"           /* "master" | "worker" */
+#define DISTC_ENV_MASTER "DISTC_MASTER"       /* worker: host:port to dial */
+#define DISTC_ENV_SECRET_FD "DISTC_SECRET_FD" /* fd holding the secret */
+#define DISTC_ENV_INDEX "DISTC_WORKER_INDEX"  /* worker: launch index >= 0 */
+#define DISTC_ENV_PARENT "DISTC_PARENT_PID"   /* for PR_SET_PDEATHSIG */
+#define DISTC_ENV_LISTEN_FD "DISTC_LISTEN_FD" /* master: listening socket */
+#define DISTC_ENV_NWORKERS "DISTC_NWORKERS"   /* master: workers to await */
+#define DISTC_ENV_CONTROL_FD "DISTC_CONTROL_FD" /* master: reports to launcher */
+#define DISTC_ENV_TIMEOUT "DISTC_TIMEOUT"     /* seconds to wait for workers */
+#define DISTC_SECRET_LEN 32
+
+/* Worker with launch index i gets distc id i + 2 (the master is 1). */
+#define DISTC_INDEX_TO_ID(i) ((i) + 2)
+
+typedef struct distc_host {
+  char *name;     /* "localhost" for the local manager */
+  int slots;      /* workers to start there */
+  char *user;     /* optional */
+  int port;       /* 0: default */
+  char *dir;      /* optional per-host working directory */
+  char *exename;  /* optional per-host executable */
+} distc_host;
+
+typedef struct distc_launch_spec {
+  int count;                 /* workers to start */
+  int first_index;           /* DISTC_WORKER_INDEX of the first one */
+  const char *exename;       /* program to run (path) */
+  char *const *argv;         /* its argv (argv[0] included), NULL-terminated */
+  const char *dir;           /* working directory; NULL: inherit */
+  const char *const *env;    /* extra "K=V" entries, NULL-terminated or NULL */
+  const char *master_addr;   /* "host:port" the workers dial */
+  const unsigned char *secret; /* DISTC_SECRET_LEN bytes */
+  int blas_threads;          /* >0: OPENBLAS/OMP_NUM_THREADS unless in env */
+  /* optional: CPU (OS index) to bind worker first_index + k to, or -1; the
+   * spawner pins itself to it around posix_spawn so the child inherits it.
+   * Computed by the launcher with hwloc; NULL: no binding. */
+  const int *bind_cpu;
+  bool verbose;              /* print every exact command to stderr */
+  bool dry_run;              /* print, start nothing */
+} distc_launch_spec;
+
+/* Called by reap for every started worker that has exited. */
+typedef void (*distc_exit_cb)(void *arg, int index, pid_t pid, int status);
+
+typedef struct distc_manager_ops {
+  const char *name;
+  /* Options (long names, without "--") this manager honours beyond the
+   * common ones; anything else given with it is an error. */
+  const char *const *options;
+  int priority;         /* detection order: highest first */
+  size_t state_size;    /* bytes of per-run state, zeroed by the dispatcher */
+
+  /* optional: true when running inside this manager's allocation. */
+  bool (*detect)(void);
+  /* optional: the hosts and slots to use; default: localhost with the
+   * requested count. */
+  int (*nodes)(void *state, int requested, distc_host **hosts, int *nhosts);
+  /* mandatory: starts spec->count workers.  On failure nothing it started
+   * is left running. */
+  int (*launch)(void *state, const distc_launch_spec *spec);
+  /* mandatory: sends sig to every worker still running. */
+  int (*signal)(void *state, int sig);
+  /* mandatory: reaps exited workers without blocking, calling cb for each;
+   * returns how many are still running. */
+  int (*reap)(void *state, distc_exit_cb cb, void *arg);
+  /* optional: releases what the state holds (after everything is reaped). */
+  void (*destroy)(void *state);
+} distc_manager_ops;
+
+typedef struct distc_manager {
+  const distc_manager_ops *ops;
+  void *state;
+} distc_manager;
+
+/* Selection: name (flag) -> $DISTC_MANAGER -> detection by priority ->
+ * "local".  Returns 0 or DISTC_EINVAL for an unknown name (the message lists
+ * the known ones).  verbose: say on stderr which was chosen and why. */
+int distc_manager_open(distc_manager *m, const char *name, bool verbose);
+void distc_manager_close(distc_manager *m);
+const distc_manager_ops *distc_manager_find(const char *name);
+/* Waits up to timeout_s for all workers to exit after sig; then SIGKILL.
+ * Reaps everything; cb may be NULL. */
+int distc_manager_stop(distc_manager *m, int sig, double timeout_s,
+                       distc_exit_cb cb, void *arg);
+
+/* Shared spawning helper (managers/spawn.c): builds the worker environment
+ * (the caller's environ with spec->env, the DISTC_* entries and the BLAS
+ * thread counts) for worker `index` and posix_spawns it with the secret on a
+ * pipe as DISTC_SECRET_FD.  *pid receives the child.  An exec failure is
+ * reported, not silent. */
+int distc_spawn_worker(const distc_launch_spec *spec, int index,
+                       const char *const *extra_env, pid_t *pid);
+
+void distc_host_free(distc_host *h, int n);
+
+extern const distc_manager_ops distc_manager_local;
+
+#endif

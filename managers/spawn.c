@@ -1,0 +1,427 @@
+/* spawn.c — starting one worker process on this host (distc_spawn_worker).
+ *
+ * posix_spawn, never fork: the caller may be a master holding gigabytes
+ * (distc_addprocs), and glibc's posix_spawn uses CLONE_VFORK, so it costs the
+ * same for any parent size and reports a failed exec as its return value. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "manager.h"
+
+extern char **environ;
+
+/* The fd number a worker reads the secret from; the DISTC_SECRET_FD value. */
+#define WORKER_SECRET_FD 3
+
+/* DISTC_* variables that are user settings, not per-process contract, and so
+ * pass from the caller's environment to the workers. */
+static const char *const keep_distc[] = {"DISTC_LOG"};
+
+/* A NULL-terminated "K=V" vector whose strings it owns. */
+typedef struct envv {
+  char **v;
+  size_t n, cap;
+} envv;
+
+static size_t key_len(const char *kv) {
+  const char *eq = strchr(kv, '=');
+  return eq ? (size_t)(eq - kv) : strlen(kv);
+}
+
+static bool same_key(const char *a, const char *b) {
+  size_t n = key_len(a);
+  return n == key_len(b) && strncmp(a, b, n) == 0;
+}
+
+static ssize_t envv_find(const envv *e, const char *kv) {
+  for (size_t i = 0; i < e->n; i++)
+    if (same_key(e->v[i], kv))
+      return (ssize_t)i;
+  return -1;
+}
+
+/* Adds a copy of kv, replacing an entry with the same key. */
+static int envv_set(envv *e, const char *kv) {
+  char *dup = strdup(kv);
+  if (dup == NULL)
+    return DISTC_ENOMEM;
+  ssize_t i = envv_find(e, kv);
+  if (i >= 0) {
+    free(e->v[i]);
+    e->v[i] = dup;
+    return 0;
+  }
+  if (e->n + 2 > e->cap) {
+    size_t cap = e->cap ? e->cap * 2 : 32;
+    char **v = realloc(e->v, cap * sizeof *v);
+    if (v == NULL) {
+      free(dup);
+      return DISTC_ENOMEM;
+    }
+    e->v = v;
+    e->cap = cap;
+  }
+  e->v[e->n++] = dup;
+  e->v[e->n] = NULL;
+  return 0;
+}
+
+static int envv_setf(envv *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int envv_setf(envv *e, const char *fmt, ...) {
+  char buf[PATH_MAX + 64];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= sizeof buf)
+    return DISTC_EINVAL;
+  return envv_set(e, buf);
+}
+
+static void envv_free(envv *e) {
+  for (size_t i = 0; i < e->n; i++)
+    free(e->v[i]);
+  free(e->v);
+  e->v = NULL;
+  e->n = e->cap = 0;
+}
+
+static bool stale_distc(const char *kv) {
+  if (strncmp(kv, "DISTC_", 6) != 0)
+    return false;
+  for (size_t i = 0; i < DISTC__ARRAY_LEN(keep_distc); i++)
+    if (same_key(kv, keep_distc[i]))
+      return false;
+  return true;
+}
+
+/* The entries distc adds for worker `index`, later ones winning: spec->env,
+ * extra_env, the contract, then the BLAS thread counts where nobody chose. */
+static int added_env(const distc_launch_spec *spec, int index,
+                     const char *const *extra_env, envv *add) {
+  int rc = 0;
+  for (size_t i = 0; spec->env && spec->env[i] && rc == 0; i++)
+    rc = envv_set(add, spec->env[i]);
+  for (size_t i = 0; extra_env && extra_env[i] && rc == 0; i++)
+    rc = envv_set(add, extra_env[i]);
+  if (rc == 0)
+    rc = envv_setf(add, "%s=worker", DISTC_ENV_ROLE);
+  if (rc == 0)
+    rc = envv_setf(add, "%s=%s", DISTC_ENV_MASTER, spec->master_addr);
+  if (rc == 0)
+    rc = envv_setf(add, "%s=%d", DISTC_ENV_INDEX, index);
+  if (rc == 0)
+    rc = envv_setf(add, "%s=%ld", DISTC_ENV_PARENT, (long)getpid());
+  if (rc == 0)
+    rc = envv_setf(add, "%s=%d", DISTC_ENV_SECRET_FD, WORKER_SECRET_FD);
+
+  /* A user's own thread count, from the launcher's environment or --env,
+   * always wins over the automatic one. */
+  static const char *const blas_keys[] = {"OPENBLAS_NUM_THREADS",
+                                          "OMP_NUM_THREADS"};
+  for (size_t i = 0; i < DISTC__ARRAY_LEN(blas_keys) && spec->blas_threads > 0;
+       i++) {
+    if (rc != 0 || getenv(blas_keys[i]) != NULL ||
+        envv_find(add, blas_keys[i]) >= 0)
+      continue;
+    rc = envv_setf(add, "%s=%d", blas_keys[i], spec->blas_threads);
+  }
+  return rc;
+}
+
+/* environ without stale DISTC_* entries and without keys `add` sets, then
+ * `add` itself. */
+static int full_env(const envv *add, envv *env) {
+  int rc = 0;
+  for (char **p = environ; p && *p && rc == 0; p++)
+    if (!stale_distc(*p) && envv_find(add, *p) < 0)
+      rc = envv_set(env, *p);
+  for (size_t i = 0; i < add->n && rc == 0; i++)
+    rc = envv_set(env, add->v[i]);
+  return rc;
+}
+
+/* Writes s to f so that a POSIX shell reads it back as one word. */
+static void put_quoted(FILE *f, const char *s) {
+  static const char safe[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+      "0123456789_@%+=:,./-";
+  if (s[0] != '\0' && strspn(s, safe) == strlen(s)) {
+    fputs(s, f);
+    return;
+  }
+  fputc('\'', f);
+  for (; *s; s++) {
+    if (*s == '\'')
+      fputs("'\\''", f);
+    else
+      fputc(*s, f);
+  }
+  fputc('\'', f);
+}
+
+/* One line, one write, so lines of several workers never interleave:
+ * `distc-launch: [worker N] cd DIR && K=V ... EXENAME ARGS...`. */
+static void print_command(int index, const char *dir, const envv *add,
+                          const char *exename, char *const *argv, int cpu) {
+  char *line = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&line, &len);
+  if (f == NULL)
+    return;
+  fprintf(f, "distc-launch: [worker %d] cd ", index);
+  put_quoted(f, dir);
+  fputs(" &&", f);
+  for (size_t i = 0; i < add->n; i++) {
+    size_t k = key_len(add->v[i]);
+    fprintf(f, " %.*s=", (int)k, add->v[i]);
+    put_quoted(f, add->v[i] + k + 1);
+  }
+  fputc(' ', f);
+  put_quoted(f, exename);
+  for (size_t i = 1; argv && argv[0] && argv[i]; i++) {
+    fputc(' ', f);
+    put_quoted(f, argv[i]);
+  }
+  if (cpu >= 0)
+    fprintf(f, "  # bound to CPU %d", cpu);
+  fputc('\n', f);
+  if (fclose(f) == 0)
+    fwrite(line, 1, len, stderr);
+  free(line);
+}
+
+/* A pipe already holding the secret, write end closed, so the worker can
+ * read it at leisure and sees EOF after it.  The read end is returned
+ * close-on-exec and never as WORKER_SECRET_FD itself: dup2(fd, fd) leaves
+ * close-on-exec set on older C libraries, and the worker would lose it. */
+static int secret_pipe(const unsigned char *secret, int *rfd) {
+  int p[2];
+  int rc = 0;
+
+  if (pipe2(p, O_CLOEXEC) != 0)
+    return distc__seterr(DISTC_ESPAWN,
+                         "cannot create a pipe for the secret: %s",
+                         strerror(errno));
+  /* DISTC_SECRET_LEN is far below PIPE_BUF: one write, it never blocks. */
+  size_t off = 0;
+  while (off < DISTC_SECRET_LEN) {
+    ssize_t n = write(p[1], secret + off, DISTC_SECRET_LEN - off);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      rc = distc__seterr(DISTC_ESPAWN, "cannot write the secret to a pipe: %s",
+                         strerror(errno));
+      goto close_both;
+    }
+    off += (size_t)n;
+  }
+  close(p[1]);
+  if (p[0] == WORKER_SECRET_FD) {
+    int fd = fcntl(p[0], F_DUPFD_CLOEXEC, WORKER_SECRET_FD + 1);
+    close(p[0]);
+    if (fd < 0)
+      return distc__seterr(DISTC_ESPAWN, "cannot duplicate the secret pipe: %s",
+                           strerror(errno));
+    p[0] = fd;
+  }
+  *rfd = p[0];
+  return 0;
+
+close_both:
+  close(p[0]);
+  close(p[1]);
+  return rc;
+}
+
+/* The calling thread's CPU mask, sized for however many CPUs the kernel
+ * knows (CPU_SETSIZE is only 1024). */
+typedef struct affinity {
+  cpu_set_t *set;
+  size_t size;
+} affinity;
+
+static int affinity_save(affinity *a) {
+  for (int ncpu = CPU_SETSIZE; ncpu <= (1 << 20); ncpu *= 2) {
+    a->set = CPU_ALLOC(ncpu);
+    if (a->set == NULL)
+      return DISTC_ENOMEM;
+    a->size = CPU_ALLOC_SIZE(ncpu);
+    if (sched_getaffinity(0, a->size, a->set) == 0)
+      return 0;
+    CPU_FREE(a->set);
+    a->set = NULL;
+    if (errno != EINVAL)
+      break;
+  }
+  return DISTC_EINVAL;
+}
+
+static int pin_self(int cpu) {
+  cpu_set_t *set = CPU_ALLOC(cpu + 1);
+  if (set == NULL)
+    return DISTC_ENOMEM;
+  size_t size = CPU_ALLOC_SIZE(cpu + 1);
+  CPU_ZERO_S(size, set);
+  CPU_SET_S(cpu, size, set);
+  int rc = sched_setaffinity(0, size, set);
+  CPU_FREE(set);
+  return rc == 0 ? 0 : DISTC_EINVAL;
+}
+
+/* An exec path that means the same after the child's chdir(dir): a relative
+ * path with a slash would otherwise be looked up from dir. */
+static char *exec_path(const char *exename, const char *dir) {
+  if (exename[0] == '/' || dir == NULL || strchr(exename, '/') == NULL)
+    return strdup(exename);
+  char cwd[PATH_MAX];
+  if (getcwd(cwd, sizeof cwd) == NULL)
+    return strdup(exename);
+  size_t n = strlen(cwd) + strlen(exename) + 2;
+  char *p = malloc(n);
+  if (p != NULL)
+    snprintf(p, n, "%s/%s", cwd, exename);
+  return p;
+}
+
+int distc_spawn_worker(const distc_launch_spec *spec, int index,
+                       const char *const *extra_env, pid_t *pid) {
+  envv add = {0}, env = {0};
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  affinity saved = {0};
+  char cwd[PATH_MAX];
+  char *path = NULL;
+  int secret_fd = -1;
+  int rc;
+
+  *pid = -1;
+  rc = added_env(spec, index, extra_env, &add);
+  if (rc != 0) {
+    rc = distc__seterr(rc, "cannot build the environment of worker %d", index);
+    goto free_add;
+  }
+
+  int cpu = spec->bind_cpu ? spec->bind_cpu[index - spec->first_index] : -1;
+  if (spec->verbose || spec->dry_run) {
+    const char *dir = spec->dir;
+    if (dir == NULL)
+      dir = getcwd(cwd, sizeof cwd) ? cwd : ".";
+    print_command(index, dir, &add, spec->exename, spec->argv, cpu);
+  }
+  if (spec->dry_run)
+    goto free_add;
+
+  rc = full_env(&add, &env);
+  if (rc != 0) {
+    rc = distc__seterr(rc, "cannot build the environment of worker %d", index);
+    goto free_env;
+  }
+  path = exec_path(spec->exename, spec->dir);
+  if (path == NULL) {
+    rc = distc__seterr(DISTC_ENOMEM, "out of memory starting worker %d", index);
+    goto free_env;
+  }
+  rc = secret_pipe(spec->secret, &secret_fd);
+  if (rc != 0)
+    goto free_path;
+
+  /* Every fd distc opens is close-on-exec, so of ours the worker gets only
+   * stdout, stderr, the secret, and /dev/null as stdin: a worker sits in a
+   * background process group, and reading the terminal would stop it. */
+  posix_spawn_file_actions_init(&fa);
+  int e = posix_spawn_file_actions_adddup2(&fa, secret_fd, WORKER_SECRET_FD);
+  if (e == 0)
+    e = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null",
+                                         O_RDONLY, 0);
+  if (e == 0 && spec->dir != NULL)
+    e = posix_spawn_file_actions_addchdir_np(&fa, spec->dir);
+
+  /* Own process group: a Ctrl-C at the terminal goes to the launcher and the
+   * master, and the master decides what the workers get.  Signals the
+   * caller blocks or ignores must not leak into the worker. */
+  posix_spawnattr_init(&attr);
+  sigset_t empty, defaults;
+  sigemptyset(&empty);
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGINT);
+  sigaddset(&defaults, SIGTERM);
+  sigaddset(&defaults, SIGPIPE);
+  sigaddset(&defaults, SIGCHLD);
+  sigaddset(&defaults, SIGHUP);
+  sigaddset(&defaults, SIGQUIT);
+  if (e == 0)
+    e = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP |
+                                            POSIX_SPAWN_SETSIGMASK |
+                                            POSIX_SPAWN_SETSIGDEF);
+  if (e == 0)
+    e = posix_spawnattr_setpgroup(&attr, 0);
+  if (e == 0)
+    e = posix_spawnattr_setsigmask(&attr, &empty);
+  if (e == 0)
+    e = posix_spawnattr_setsigdefault(&attr, &defaults);
+  if (e != 0) {
+    rc = distc__seterr(DISTC_ESPAWN, "cannot prepare to start worker %d: %s",
+                       index, strerror(e));
+    goto destroy_spawn;
+  }
+
+  /* The child inherits the calling thread's affinity at clone time, so pin
+   * ourselves around the spawn and put the old mask back at once. */
+  if (cpu >= 0) {
+    if (affinity_save(&saved) != 0 || pin_self(cpu) != 0) {
+      rc = distc__seterr(DISTC_ESPAWN,
+                         "cannot bind worker %d to CPU %d: %s; is that CPU "
+                         "allowed to this process (taskset, cgroup cpuset)?",
+                         index, cpu, strerror(errno));
+      goto restore_affinity;
+    }
+  }
+
+  if (strchr(path, '/') != NULL)
+    e = posix_spawn(pid, path, &fa, &attr, spec->argv, env.v);
+  else
+    e = posix_spawnp(pid, path, &fa, &attr, spec->argv, env.v);
+  if (e != 0) {
+    *pid = -1;
+    if (spec->dir != NULL)
+      rc = distc__seterr(DISTC_ESPAWN,
+                         "cannot start worker %d: %s in directory %s: %s; "
+                         "check that both exist on this host and the "
+                         "program is executable (see --exename, --dir)",
+                         index, path, spec->dir, strerror(e));
+    else
+      rc = distc__seterr(DISTC_ESPAWN,
+                         "cannot start worker %d: %s: %s; check that the "
+                         "program exists on this host and is executable "
+                         "(see --exename)",
+                         index, path, strerror(e));
+  }
+
+restore_affinity:
+  if (saved.set != NULL) {
+    sched_setaffinity(0, saved.size, saved.set);
+    CPU_FREE(saved.set);
+  }
+destroy_spawn:
+  posix_spawnattr_destroy(&attr);
+  posix_spawn_file_actions_destroy(&fa);
+  close(secret_fd);
+free_path:
+  free(path);
+free_env:
+  envv_free(&env);
+free_add:
+  envv_free(&add);
+  return rc;
+}

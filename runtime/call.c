@@ -1,0 +1,555 @@
+/* call.c — remote calls and futures.
+ *
+ * A call is one CALL frame written by the caller's own thread and one
+ * RESULT or ERROR frame back.  Waking a blocked thread on the other core
+ * costs 35-55 us on machines whose idle cores sleep deeply, more than a
+ * whole round trip, so a waiter first spins and reads the connection itself;
+ * only when the answer is slow does it block and leave reading to the I/O
+ * thread.  How long it spins adapts to how long answers have been taking. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+#define SPIN_MIN_NS 2000.0
+#define SPIN_MAX_NS 200000.0
+
+static _Atomic uint64_t next_callid = 1;
+static _Atomic double spin_ns = 50000.0;
+
+double distc__now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* ---- futures ---- */
+
+static distc_future *future_new(int pid) {
+  distc_future *f = calloc(1, sizeof *f);
+  if (!f)
+    return NULL;
+  atomic_init(&f->state, DISTC__FUT_PENDING);
+  atomic_init(&f->refs, 1);
+  f->pid = pid;
+  pthread_mutex_init(&f->mu, NULL);
+  pthread_cond_init(&f->cond, NULL);
+  return f;
+}
+
+void distc__future_unref(distc_future *f) {
+  if (!f || atomic_fetch_sub(&f->refs, 1) != 1)
+    return;
+  distc_value_free(f->value);
+  free(f->errmsg);
+  pthread_mutex_destroy(&f->mu);
+  pthread_cond_destroy(&f->cond);
+  free(f);
+}
+
+void distc_future_free(distc_future *f) { distc__future_unref(f); }
+
+void distc__future_complete(distc_future *f, int err, distc_value *v,
+                            char *errmsg) {
+  f->err = err;
+  f->value = v;
+  f->errmsg = errmsg;
+  pthread_mutex_lock(&f->mu);
+  atomic_store_explicit(&f->state, DISTC__FUT_DONE, memory_order_release);
+  if (f->sleepers)
+    pthread_cond_broadcast(&f->cond);
+  pthread_mutex_unlock(&f->mu);
+}
+
+static bool is_done(distc_future *f) {
+  return atomic_load_explicit(&f->state, memory_order_acquire) ==
+         DISTC__FUT_DONE;
+}
+
+bool distc_isready(distc_future *f) {
+  if (!f)
+    return false;
+  if (!is_done(f) && distc__C.is_master) {
+    distc__conn *c = distc__conn_get(f->pid);
+    if (c) {
+      distc__master_pump(c, false);
+      distc__conn_unref(c);
+    }
+  }
+  return is_done(f);
+}
+
+int distc_future_where(const distc_future *f) { return f ? f->pid : 0; }
+
+/* Worker side: the waiting thread is the connection's only reader, so it
+ * keeps reading (and running calls that arrive meanwhile, which is what
+ * makes a call back into this worker work) until its answer is in. */
+int distc__worker_pump_once(distc__conn *c) {
+  distc__frame fr;
+  int r = distc__conn_read_frame(c, &fr);
+  if (r <= 0)
+    return r;
+  switch (fr.h.type) {
+  case DISTC__F_CALL:
+    distc__run_call(c, &fr);
+    break;
+  case DISTC__F_RESULT:
+  case DISTC__F_ERROR:
+    distc__complete_call(c, &fr);
+    break;
+  case DISTC__F_EXIT:
+    distc__output_drain(c);
+    fflush(NULL);
+    _exit(0);
+  default:
+    distc__log(DISTC__LOG_WARN, "unexpected frame type %u from the master",
+               fr.h.type);
+  }
+  distc__free(fr.payload);
+  return 1;
+}
+
+/* Lost master on a worker: nothing it could do would reach anyone. */
+static void worker_orphaned(void) {
+  distc__log(DISTC__LOG_ERROR, "lost the connection to the master; exiting");
+  _exit(1);
+}
+
+void distc__future_wait(distc_future *f) {
+  if (is_done(f))
+    return;
+  distc__conn *c = NULL;
+  bool worker = !distc__C.is_master;
+  if (worker)
+    c = distc__C.master;
+  else
+    c = distc__conn_get(f->pid);
+
+  double t0 = distc__now(), budget = atomic_load(&spin_ns);
+  bool spun_ok = false;
+  while (distc__now() - t0 < budget) {
+    if (is_done(f)) {
+      spun_ok = true;
+      break;
+    }
+    if (c) {
+      int r = worker ? distc__worker_pump_once(c) : distc__master_pump(c, false);
+      if (r < 0 && worker)
+        worker_orphaned();
+      if (r > 0)
+        continue;
+    }
+    distc__cpu_relax();
+  }
+
+  if (!spun_ok) {
+    if (worker) {
+      while (!is_done(f)) {
+        int r = distc__worker_pump_once(c);
+        if (r < 0)
+          worker_orphaned();
+        if (r == 0)
+          distc__conn_poll(c, 1000);
+      }
+    } else {
+      pthread_mutex_lock(&f->mu);
+      f->sleepers++;
+      while (!is_done(f))
+        pthread_cond_wait(&f->cond, &f->mu);
+      f->sleepers--;
+      pthread_mutex_unlock(&f->mu);
+    }
+  }
+  if (!worker)
+    distc__conn_unref(c);
+
+  /* Adapt: spin long enough to catch answers that come within SPIN_MAX,
+   * and stop spinning for work whose answers take longer than that. */
+  double took = distc__now() - t0, s = budget;
+  if (took <= SPIN_MAX_NS)
+    s = took * 1.5 > s ? took * 1.5 : s;
+  else
+    s = s / 2;
+  if (s < SPIN_MIN_NS)
+    s = SPIN_MIN_NS;
+  if (s > SPIN_MAX_NS)
+    s = SPIN_MAX_NS;
+  atomic_store(&spin_ns, s);
+}
+
+static int future_result(distc_future *f, distc_value **result) {
+  if (f->err) {
+    distc__seterr(f->err, "%s", f->errmsg ? f->errmsg : distc_strerror(f->err));
+    return f->err;
+  }
+  if (result)
+    *result = distc_value_ref(f->value);
+  return 0;
+}
+
+int distc_fetch(distc_future *f, distc_value **result) {
+  if (!f)
+    return distc__seterr(DISTC_EINVAL, "distc_fetch: NULL future");
+  distc__future_wait(f);
+  return future_result(f, result);
+}
+
+int distc_wait(distc_future *f) { return distc_fetch(f, NULL); }
+
+int distc_wait_all(distc_future *const *fs, size_t n) {
+  int first = 0;
+  char *msg = NULL;
+  for (size_t i = 0; i < n; i++) {
+    int rc = distc_wait(fs[i]);
+    if (rc && !first) {
+      first = rc;
+      msg = strdup(distc_errmsg());
+    }
+  }
+  if (first)
+    distc__seterr(first, "%s", msg ? msg : distc_strerror(first));
+  free(msg);
+  return first;
+}
+
+/* ---- running calls ---- */
+
+/* Runs fn(args) here; on failure *err and *msg say why (msg owned). */
+static distc_value *invoke(const char *name, const distc_value *args, int *err,
+                           char **msg) {
+  distc_fn fn = distc__lookup(name);
+  *err = 0;
+  *msg = NULL;
+  if (!fn) {
+    *err = DISTC_ENOTREG;
+    if (asprintf(msg,
+                 "function '%s' is not registered (define it with "
+                 "DISTC_FUNCTION in the program, or load the shared object "
+                 "that defines it with distc_load_everywhere)",
+                 name) < 0)
+      *msg = NULL;
+    return NULL;
+  }
+  distc_value *empty = NULL;
+  if (!args)
+    args = empty = distc_list(0);
+  distc_ctx ctx = {NULL};
+  distc_value *v = fn(args, &ctx);
+  distc_value_free(empty);
+  if (!v) {
+    *err = DISTC_EREMOTE;
+    if (asprintf(msg, "in function '%s': %s", name,
+                 ctx.errmsg ? ctx.errmsg : "failed without a message") < 0)
+      *msg = NULL;
+  }
+  free(ctx.errmsg);
+  return v;
+}
+
+static void send_error(distc__conn *c, uint64_t id, int err, const char *msg) {
+  distc__enc e;
+  distc__enc_init(&e);
+  msgpack_pack_array(&e.pk, 2);
+  msgpack_pack_int(&e.pk, err);
+  size_t n = msg ? strlen(msg) : 0;
+  msgpack_pack_str(&e.pk, n);
+  msgpack_pack_str_body(&e.pk, msg ? msg : "", n);
+  distc__send_encoded(c, DISTC__F_ERROR, 0, id, &e);
+  distc__enc_destroy(&e);
+}
+
+void distc__run_call(distc__conn *c, distc__frame *f) {
+  distc__dec d;
+  distc_value *args = NULL, *result = NULL;
+  char *msg = NULL, name[256];
+  int err = distc__dec_open(&d, f->payload, f->h.len);
+  if (err) {
+    msg = strdup("malformed call");
+    goto answer;
+  }
+  const msgpack_object *root = distc__dec_root(&d);
+  if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size != 2 ||
+      root->via.array.ptr[0].type != MSGPACK_OBJECT_STR ||
+      root->via.array.ptr[0].via.str.size >= sizeof name) {
+    err = DISTC_EPROTO;
+    msg = strdup("malformed call");
+    goto close_dec;
+  }
+  memcpy(name, root->via.array.ptr[0].via.str.ptr,
+         root->via.array.ptr[0].via.str.size);
+  name[root->via.array.ptr[0].via.str.size] = '\0';
+  err = distc__dec_value(&d, &root->via.array.ptr[1], &args);
+  if (err) {
+    if (asprintf(&msg, "malformed arguments for '%s': %s", name,
+                 distc_errmsg()) < 0)
+      msg = NULL;
+    goto close_dec;
+  }
+  distc__C.worker_depth++;
+  result = invoke(name, args, &err, &msg);
+  distc__C.worker_depth--;
+close_dec:
+  distc__dec_close(&d);
+answer:
+  distc_value_free(args);
+  /* Whatever the function printed goes out before its answer, so the
+   * caller sees a call's output before fetch returns. */
+  distc__output_drain(c);
+  if (f->h.flags & DISTC__F_NORESULT) {
+    if (err)
+      distc__log(DISTC__LOG_ERROR, "remote_do: %s", msg ? msg : "failed");
+  } else if (err) {
+    send_error(c, f->h.id, err, msg);
+  } else {
+    distc__enc e;
+    distc__enc_init(&e);
+    int rc = distc__enc_value(&e, result);
+    if (!rc)
+      rc = distc__send_encoded(c, DISTC__F_RESULT, 0, f->h.id, &e);
+    distc__enc_destroy(&e);
+    if (rc && rc != DISTC_EPROCEXIT)
+      send_error(c, f->h.id, rc, distc_errmsg());
+  }
+  distc_value_free(result);
+  free(msg);
+}
+
+void distc__complete_call(distc__conn *c, distc__frame *f) {
+  distc_future *fut = distc__pending_take(c, f->h.id);
+  if (!fut) {
+    distc__log(DISTC__LOG_WARN, "answer from process %d to unknown call %llu",
+               c->id, (unsigned long long)f->h.id);
+    return;
+  }
+  distc__dec d;
+  distc_value *v = NULL;
+  char *msg = NULL;
+  int err = distc__dec_open(&d, f->payload, f->h.len);
+  if (!err) {
+    const msgpack_object *root = distc__dec_root(&d);
+    if (f->h.type == DISTC__F_RESULT) {
+      err = distc__dec_value(&d, root, &v);
+      if (err && asprintf(&msg, "On worker %d: malformed result: %s", c->id,
+                          distc_errmsg()) < 0)
+        msg = NULL;
+    } else if (root->type == MSGPACK_OBJECT_ARRAY &&
+               root->via.array.size == 2 &&
+               root->via.array.ptr[0].type == MSGPACK_OBJECT_NEGATIVE_INTEGER &&
+               root->via.array.ptr[1].type == MSGPACK_OBJECT_STR) {
+      err = (int)root->via.array.ptr[0].via.i64;
+      if (err >= 0 || err <= DISTC__ERR_FIRST || err >= DISTC__ERR_END)
+        err = DISTC_EREMOTE;
+      if (asprintf(&msg, "On worker %d: %.*s", c->id,
+                   (int)root->via.array.ptr[1].via.str.size,
+                   root->via.array.ptr[1].via.str.ptr) < 0)
+        msg = NULL;
+    } else {
+      err = DISTC_EPROTO;
+    }
+    distc__dec_close(&d);
+  }
+  if (err && !msg && asprintf(&msg, "On worker %d: %s", c->id,
+                              distc_strerror(err)) < 0)
+    msg = NULL;
+  distc__future_complete(fut, err, v, msg);
+  distc__future_unref(fut);
+}
+
+/* ---- the public calls ---- */
+
+static int pick_any(void) {
+  distc__cluster *C = &distc__C;
+  int pid = C->myid;
+  pthread_mutex_lock(&C->lock);
+  if (C->nids > 0)
+    pid = C->ids[C->rr++ % C->nids];
+  pthread_mutex_unlock(&C->lock);
+  return pid;
+}
+
+static int call_local(distc_future *f, const char *fn, const distc_value *args) {
+  int err;
+  char *msg = NULL, *full = NULL;
+  distc_value *v = invoke(fn, args, &err, &msg);
+  if (err && asprintf(&full, "On worker %d: %s", distc__C.myid,
+                      msg ? msg : distc_strerror(err)) < 0)
+    full = NULL;
+  free(msg);
+  distc__future_complete(f, err, v, full);
+  return 0;
+}
+
+static int start_call(int pid, const char *fn, const distc_value *args,
+                      uint8_t flags, distc_future **out) {
+  distc__cluster *C = &distc__C;
+  int rc = 0;
+  if (!C->initialised || C->finalised)
+    return distc__seterr(DISTC_ESTATE, "call distc_init() before making calls");
+  if (!fn)
+    return distc__seterr(DISTC_EINVAL, "no function name given");
+  if (args && distc_value_type(args) != DISTC_LIST)
+    return distc__seterr(DISTC_EINVAL, "arguments must be a list (distc_listv)");
+  if (pid == DISTC_ANY)
+    pid = pick_any();
+  distc_future *f = future_new(pid);
+  if (!f)
+    return distc__seterr(DISTC_ENOMEM, "out of memory");
+  if (pid == C->myid) {
+    call_local(f, fn, args);
+    *out = f;
+    return 0;
+  }
+  if (!C->is_master && pid != DISTC_MASTER) {
+    distc__future_unref(f);
+    return distc__seterr(DISTC_ENOTSUP,
+                         "calls from a worker can go to the master (1) or to "
+                         "the worker itself, not to worker %d",
+                         pid);
+  }
+  distc__conn *c = C->is_master ? distc__conn_get(pid) : C->master;
+  if (!c) {
+    distc__future_unref(f);
+    return distc__seterr(DISTC_ENOENT,
+                         "there is no process %d (it exited, was removed, or "
+                         "never existed; see distc_workers())",
+                         pid);
+  }
+  f->callid = atomic_fetch_add(&next_callid, 1);
+  if (!(flags & DISTC__F_NORESULT) && (rc = distc__pending_put(c, f)) < 0)
+    goto fail;
+  distc__enc e;
+  distc__enc_init(&e);
+  size_t n = strlen(fn);
+  msgpack_pack_array(&e.pk, 2);
+  msgpack_pack_str(&e.pk, n);
+  msgpack_pack_str_body(&e.pk, fn, n);
+  if (args)
+    rc = distc__enc_value(&e, args);
+  else
+    rc = msgpack_pack_array(&e.pk, 0) ? DISTC_ENOMEM : 0;
+  if (!rc)
+    rc = distc__send_encoded(c, DISTC__F_CALL, flags, f->callid, &e);
+  distc__enc_destroy(&e);
+  if (rc) {
+    char *keep = strdup(distc_errmsg());
+    distc_future *p = distc__pending_take(c, f->callid);
+    distc__future_unref(p);
+    distc__seterr(rc, "On worker %d: %s", pid, keep ? keep : "");
+    free(keep);
+    goto fail;
+  }
+  if (flags & DISTC__F_NORESULT)
+    distc__future_complete(f, 0, NULL, NULL);
+  if (C->is_master)
+    distc__conn_unref(c);
+  *out = f;
+  return 0;
+fail:
+  if (C->is_master)
+    distc__conn_unref(c);
+  distc__future_unref(f);
+  return rc;
+}
+
+int distc_remotecall(int pid, const char *fn, const distc_value *args,
+                     distc_future **out) {
+  if (pid == DISTC_ANY)
+    return distc__seterr(DISTC_EINVAL, "remotecall wants a process id; use "
+                                       "distc_spawnat(DISTC_ANY, ...) for any");
+  return start_call(pid, fn, args, 0, out);
+}
+
+int distc_spawnat(int pid, const char *fn, const distc_value *args,
+                  distc_future **out) {
+  return start_call(pid, fn, args, 0, out);
+}
+
+int distc_remotecall_fetch(int pid, const char *fn, const distc_value *args,
+                           distc_value **result) {
+  distc_future *f;
+  int rc = distc_remotecall(pid, fn, args, &f);
+  if (rc)
+    return rc;
+  rc = distc_fetch(f, result);
+  distc__future_unref(f);
+  return rc;
+}
+
+int distc_remotecall_wait(int pid, const char *fn, const distc_value *args) {
+  return distc_remotecall_fetch(pid, fn, args, NULL);
+}
+
+int distc_remote_do(int pid, const char *fn, const distc_value *args) {
+  distc_future *f;
+  int rc = start_call(pid, fn, args, DISTC__F_NORESULT, &f);
+  if (!rc)
+    distc__future_unref(f);
+  return rc;
+}
+
+static int gather(distc_future **fs, size_t n) {
+  int first = 0;
+  char *all = NULL;
+  size_t len = 0;
+  for (size_t i = 0; i < n; i++) {
+    int rc = distc_wait(fs[i]);
+    if (!rc)
+      continue;
+    if (!first)
+      first = rc;
+    const char *m = distc_errmsg();
+    size_t k = strlen(m);
+    char *p = realloc(all, len + k + 2);
+    if (!p)
+      continue;
+    all = p;
+    if (len)
+      all[len++] = '\n';
+    memcpy(all + len, m, k + 1);
+    len += k;
+  }
+  if (first)
+    distc__seterr(first, "%s", all ? all : distc_strerror(first));
+  free(all);
+  return first;
+}
+
+int distc_everywhere(const char *fn, const distc_value *args) {
+  distc__cluster *C = &distc__C;
+  if (!C->initialised)
+    return distc__seterr(DISTC_ESTATE, "call distc_init() first");
+  int ids[1024], n = distc_workers(ids, 1024), rc = 0;
+  if (n > 1024)
+    n = 1024;
+  distc_future *fs[1025];
+  size_t nf = 0;
+  /* The master runs last so the workers are already busy meanwhile. */
+  for (int i = 0; i < n; i++) {
+    if (ids[i] == C->myid)
+      continue;
+    if ((rc = distc_remotecall(ids[i], fn, args, &fs[nf])) < 0)
+      goto out;
+    nf++;
+  }
+  if ((rc = distc_remotecall(C->myid, fn, args, &fs[nf])) < 0)
+    goto out;
+  nf++;
+  rc = gather(fs, nf);
+out:
+  for (size_t i = 0; i < nf; i++)
+    distc__future_unref(fs[i]);
+  return rc;
+}
+
+int distc_load_everywhere(const char *path) {
+  if (!path)
+    return distc__seterr(DISTC_EINVAL, "distc_load_everywhere: no path");
+  distc_value *args = distc_listv(1, distc_string(path));
+  int rc = distc_everywhere("distc__load", args);
+  distc_value_free(args);
+  if (rc == DISTC_EREMOTE)
+    rc = DISTC_ELOAD;
+  return rc;
+}

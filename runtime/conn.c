@@ -1,0 +1,378 @@
+/* conn.c — one authenticated connection: framed writes, framed reads, and
+ * the table of calls waiting for an answer on it.
+ *
+ * Writers (any thread) send whole frames under wlock with sendmsg, so a large
+ * array goes from the value's memory to the socket without an intermediate
+ * copy.  Exactly one thread at a time reads (rlock): whichever thread is
+ * waiting for an answer and spinning, or the I/O thread when nobody is. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define STAGE_SIZE 65536
+
+size_t distc__max_frame(void) {
+  static size_t limit;
+  if (!limit) {
+    const char *s = getenv("DISTC_MAX_FRAME");
+    char *end;
+    unsigned long long v = s ? strtoull(s, &end, 10) : 0;
+    limit = (s && *end == '\0' && v >= 1024 && v <= UINT32_MAX)
+                ? (size_t)v
+                : (size_t)1 << 30;
+  }
+  return limit;
+}
+
+int distc__set_nonblock(int fd, bool on) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0)
+    return DISTC_EIO;
+  fl = on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK;
+  return fcntl(fd, F_SETFL, fl) < 0 ? DISTC_EIO : 0;
+}
+
+distc__conn *distc__conn_new(int fd) {
+  distc__conn *c = calloc(1, sizeof *c);
+  if (!c)
+    return NULL;
+  c->stage = malloc(STAGE_SIZE);
+  if (!c->stage) {
+    free(c);
+    return NULL;
+  }
+  c->fd = fd;
+  atomic_init(&c->refs, 1);
+  pthread_mutex_init(&c->wlock, NULL);
+  pthread_mutex_init(&c->rlock, NULL);
+  pthread_mutex_init(&c->plock, NULL);
+  distc__set_nonblock(fd, true);
+  return c;
+}
+
+void distc__conn_unref(distc__conn *c) {
+  if (!c || atomic_fetch_sub(&c->refs, 1) != 1)
+    return;
+  if (c->fd >= 0)
+    close(c->fd);
+  free(c->stage);
+  distc__free(c->partial.payload);
+  free(c->pending.keys);
+  free(c->pending.vals);
+  free(c->linebuf);
+  pthread_mutex_destroy(&c->wlock);
+  pthread_mutex_destroy(&c->rlock);
+  pthread_mutex_destroy(&c->plock);
+  free(c);
+}
+
+static void put_hdr(unsigned char *b, uint32_t len, uint8_t type,
+                    uint8_t flags, uint64_t id) {
+  for (int i = 0; i < 4; i++)
+    b[i] = (unsigned char)(len >> (8 * i));
+  b[4] = type;
+  b[5] = flags;
+  b[6] = b[7] = 0;
+  for (int i = 0; i < 8; i++)
+    b[8 + i] = (unsigned char)(id >> (8 * i));
+}
+
+static void get_hdr(const unsigned char *b, distc__hdr *h) {
+  h->len = 0;
+  for (int i = 0; i < 4; i++)
+    h->len |= (uint32_t)b[i] << (8 * i);
+  h->type = b[4];
+  h->flags = b[5];
+  h->id = 0;
+  for (int i = 0; i < 8; i++)
+    h->id |= (uint64_t)b[8 + i] << (8 * i);
+}
+
+int distc__conn_poll(distc__conn *c, int timeout_ms) {
+  struct pollfd p = {.fd = c->fd, .events = POLLIN};
+  int r;
+  do
+    r = poll(&p, 1, timeout_ms);
+  while (r < 0 && errno == EINTR);
+  return r;
+}
+
+/* Waits until fd can take more bytes; the socket is non-blocking because
+ * the I/O thread polls it. */
+static int wait_writable(int fd) {
+  struct pollfd p = {.fd = fd, .events = POLLOUT};
+  int r;
+  do
+    r = poll(&p, 1, -1);
+  while (r < 0 && errno == EINTR);
+  return (r < 0 || (p.revents & (POLLERR | POLLHUP))) ? -1 : 0;
+}
+
+int distc__conn_send(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
+                     const struct iovec *iov, int iovcnt) {
+  struct iovec v[IOV_MAX];
+  unsigned char hdr[DISTC__HDR_LEN];
+  size_t total = 0;
+  if (iovcnt + 1 > IOV_MAX)
+    return distc__seterr(DISTC_ETOOBIG, "message has too many parts");
+  for (int i = 0; i < iovcnt; i++)
+    total += iov[i].iov_len;
+  if (total > distc__max_frame())
+    return distc__seterr(DISTC_ETOOBIG,
+                         "message of %zu bytes exceeds the frame limit of %zu "
+                         "bytes (set DISTC_MAX_FRAME to raise it)",
+                         total, distc__max_frame());
+  put_hdr(hdr, (uint32_t)total, type, flags, id);
+  v[0].iov_base = hdr;
+  v[0].iov_len = sizeof hdr;
+  memcpy(v + 1, iov, sizeof *iov * (size_t)iovcnt);
+  int n = iovcnt + 1, first = 0, rc = 0;
+
+  pthread_mutex_lock(&c->wlock);
+  while (first < n) {
+    if (atomic_load(&c->dead)) {
+      rc = DISTC_EPROCEXIT;
+      break;
+    }
+    struct msghdr m = {.msg_iov = v + first, .msg_iovlen = (size_t)(n - first)};
+    ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN && wait_writable(c->fd) == 0)
+        continue;
+      rc = DISTC_EPROCEXIT;
+      break;
+    }
+    while (first < n && (size_t)w >= v[first].iov_len)
+      w -= (ssize_t)v[first++].iov_len;
+    if (first < n) {
+      v[first].iov_base = (char *)v[first].iov_base + w;
+      v[first].iov_len -= (size_t)w;
+    }
+  }
+  pthread_mutex_unlock(&c->wlock);
+  if (rc)
+    distc__seterr(rc, "process %d exited (connection lost)", c->id);
+  return rc;
+}
+
+int distc__send_encoded(distc__conn *c, uint8_t type, uint8_t flags,
+                        uint64_t id, distc__enc *e) {
+  struct iovec iov[256];
+  size_t total;
+  int n = distc__enc_finish(e, iov, (int)DISTC__ARRAY_LEN(iov), &total);
+  if (n < 0)
+    return n;
+  return distc__conn_send(c, type, flags, id, iov, n);
+}
+
+/* Fills the staging buffer with whatever the socket has.  Returns bytes
+ * read, 0 for nothing available, or < 0 when the connection is over. */
+static ssize_t fill_stage(distc__conn *c) {
+  if (c->stage_off > 0 && c->stage_off == c->stage_len)
+    c->stage_off = c->stage_len = 0;
+  if (c->stage_off > 0 && c->stage_len - c->stage_off < DISTC__HDR_LEN) {
+    memmove(c->stage, c->stage + c->stage_off, c->stage_len - c->stage_off);
+    c->stage_len -= c->stage_off;
+    c->stage_off = 0;
+  }
+  if (c->stage_len == STAGE_SIZE)
+    return 0;
+  for (;;) {
+    ssize_t r = recv(c->fd, c->stage + c->stage_len, STAGE_SIZE - c->stage_len,
+                     MSG_DONTWAIT);
+    if (r > 0) {
+      c->stage_len += (size_t)r;
+      return r;
+    }
+    if (r == 0)
+      return -1;
+    if (errno == EINTR)
+      continue;
+    return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+  }
+}
+
+int distc__conn_read_frame(distc__conn *c, distc__frame *f) {
+  if (atomic_load(&c->dead))
+    return DISTC_EPROCEXIT;
+  if (!c->have_hdr) {
+    while (c->stage_len - c->stage_off < DISTC__HDR_LEN) {
+      ssize_t r = fill_stage(c);
+      if (r < 0)
+        return DISTC_EPROCEXIT;
+      if (r == 0)
+        return 0;
+    }
+    get_hdr((unsigned char *)c->stage + c->stage_off, &c->partial.h);
+    c->stage_off += DISTC__HDR_LEN;
+    if (c->partial.h.len > distc__max_frame() || c->partial.h.type == 0 ||
+        c->partial.h.type > DISTC__F_REFUSE) {
+      distc__log(DISTC__LOG_ERROR,
+                 "process %d sent a bad frame (type %u, %u bytes); dropping "
+                 "its connection",
+                 c->id, c->partial.h.type, c->partial.h.len);
+      return DISTC_EPROTO;
+    }
+    /* +1 so an empty payload still gets a distinct, freeable buffer. */
+    c->partial.payload = distc__alloc((size_t)c->partial.h.len + 1);
+    if (!c->partial.payload)
+      return DISTC_ENOMEM;
+    c->partial_have = 0;
+    c->have_hdr = true;
+  }
+  size_t want = c->partial.h.len;
+  while (c->partial_have < want) {
+    size_t avail = c->stage_len - c->stage_off;
+    if (avail > 0) {
+      size_t k = want - c->partial_have < avail ? want - c->partial_have
+                                                : avail;
+      memcpy(c->partial.payload + c->partial_have, c->stage + c->stage_off, k);
+      c->stage_off += k;
+      c->partial_have += k;
+      continue;
+    }
+    if (want - c->partial_have >= STAGE_SIZE) {
+      /* Large payloads go straight from the socket to their buffer. */
+      ssize_t r = recv(c->fd, c->partial.payload + c->partial_have,
+                       want - c->partial_have, MSG_DONTWAIT);
+      if (r > 0) {
+        c->partial_have += (size_t)r;
+        continue;
+      }
+      if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+        return DISTC_EPROCEXIT;
+      if (errno == EINTR)
+        continue;
+      return 0;
+    }
+    ssize_t r = fill_stage(c);
+    if (r < 0)
+      return DISTC_EPROCEXIT;
+    if (r == 0)
+      return 0;
+  }
+  *f = c->partial;
+  c->partial.payload = NULL;
+  c->have_hdr = false;
+  return 1;
+}
+
+/* ---- pending calls: open addressing on the call id ---- */
+
+static size_t slot_of(const distc__pending *p, uint64_t key) {
+  size_t i = (size_t)(key * 0x9e3779b97f4a7c15ull) & (p->cap - 1);
+  while (p->keys[i] && p->keys[i] != key)
+    i = (i + 1) & (p->cap - 1);
+  return i;
+}
+
+static int grow(distc__pending *p) {
+  size_t cap = p->cap ? p->cap * 2 : 16;
+  distc__pending q = {calloc(cap, sizeof *q.keys), calloc(cap, sizeof *q.vals),
+                      cap, p->n};
+  if (!q.keys || !q.vals) {
+    free(q.keys);
+    free(q.vals);
+    return DISTC_ENOMEM;
+  }
+  for (size_t i = 0; i < p->cap; i++) {
+    if (p->keys[i]) {
+      size_t j = slot_of(&q, p->keys[i]);
+      q.keys[j] = p->keys[i];
+      q.vals[j] = p->vals[i];
+    }
+  }
+  free(p->keys);
+  free(p->vals);
+  *p = q;
+  return 0;
+}
+
+int distc__pending_put(distc__conn *c, distc_future *f) {
+  int rc = 0;
+  pthread_mutex_lock(&c->plock);
+  distc__pending *p = &c->pending;
+  if ((p->n + 1) * 2 > p->cap && (rc = grow(p)) < 0)
+    goto unlock;
+  size_t i = slot_of(p, f->callid);
+  p->keys[i] = f->callid;
+  p->vals[i] = f;
+  p->n++;
+  atomic_fetch_add(&f->refs, 1);
+unlock:
+  pthread_mutex_unlock(&c->plock);
+  return rc;
+}
+
+/* Backward-shift deletion keeps probe chains intact without tombstones. */
+static void erase(distc__pending *p, size_t i) {
+  size_t j = i;
+  p->keys[i] = 0;
+  p->vals[i] = NULL;
+  for (;;) {
+    j = (j + 1) & (p->cap - 1);
+    if (!p->keys[j])
+      return;
+    size_t home = (size_t)(p->keys[j] * 0x9e3779b97f4a7c15ull) & (p->cap - 1);
+    /* Move j back to i when i lies cyclically in [home, j). */
+    bool move = (j > i) ? (home <= i || home > j) : (home <= i && home > j);
+    if (move) {
+      p->keys[i] = p->keys[j];
+      p->vals[i] = p->vals[j];
+      p->keys[j] = 0;
+      p->vals[j] = NULL;
+      i = j;
+    }
+  }
+}
+
+distc_future *distc__pending_take(distc__conn *c, uint64_t id) {
+  distc_future *f = NULL;
+  pthread_mutex_lock(&c->plock);
+  distc__pending *p = &c->pending;
+  if (p->cap && id) {
+    size_t i = slot_of(p, id);
+    if (p->keys[i] == id) {
+      f = p->vals[i];
+      erase(p, i);
+      p->n--;
+    }
+  }
+  pthread_mutex_unlock(&c->plock);
+  return f;
+}
+
+void distc__conn_fail_pending(distc__conn *c) {
+  for (;;) {
+    distc_future *f = NULL;
+    pthread_mutex_lock(&c->plock);
+    distc__pending *p = &c->pending;
+    for (size_t i = 0; i < p->cap && !f; i++) {
+      if (p->keys[i]) {
+        f = p->vals[i];
+        erase(p, i);
+        p->n--;
+      }
+    }
+    pthread_mutex_unlock(&c->plock);
+    if (!f)
+      return;
+    char *msg = NULL;
+    if (asprintf(&msg,
+                 "On worker %d: process exited (pid %d on %s) before the "
+                 "call completed",
+                 c->id, (int)c->ospid, c->host) < 0)
+      msg = NULL;
+    distc__future_complete(f, DISTC_EPROCEXIT, NULL, msg);
+    distc__future_unref(f);
+  }
+}

@@ -1,0 +1,235 @@
+/* internal.h — libdistc's internal types: connections, frames, futures and
+ * the process-wide cluster state.  Nothing here is installed. */
+#ifndef DISTC_INTERNAL_H
+#define DISTC_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "common.h"
+#include "manager.h"
+#include "value.h"
+
+/* ---- frames ----
+ * Every message after the handshake is a 16-byte header and a payload:
+ *   u32 len | u8 type | u8 flags | u16 0 | u64 id      (little-endian)
+ * len is the payload length, bounded by the frame limit ($DISTC_MAX_FRAME,
+ * default 1 GiB) so a peer can never make us allocate without bound. */
+enum {
+  DISTC__F_CALL = 1,    /* id: call id; payload [fn, args] */
+  DISTC__F_RESULT,      /* id: call id; payload value */
+  DISTC__F_ERROR,       /* id: call id; payload [code, message] */
+  DISTC__F_OUTPUT,      /* payload: raw bytes of the worker's stdout+stderr */
+  DISTC__F_EXIT,        /* master -> worker: flush and exit */
+  DISTC__F_HELLO,       /* worker -> master: [index, ospid, host, fingerprint] */
+  DISTC__F_WELCOME,     /* master -> worker: [id, [worker ids]] */
+  DISTC__F_REFUSE,      /* master -> worker: [message] */
+};
+#define DISTC__F_NORESULT 1 /* CALL flag: remote_do, send nothing back */
+
+#define DISTC__HDR_LEN 16
+typedef struct distc__hdr {
+  uint32_t len;
+  uint8_t type, flags;
+  uint64_t id;
+} distc__hdr;
+
+typedef struct distc__frame {
+  distc__hdr h;
+  char *payload; /* h.len bytes, owned (distc__free) */
+} distc__frame;
+
+/* ---- futures ---- */
+enum { DISTC__FUT_PENDING, DISTC__FUT_DONE };
+
+struct distc_future {
+  atomic_int state;
+  atomic_int refs;   /* the caller's and the pending table's */
+  int pid;           /* where it runs */
+  uint64_t callid;
+  int err;           /* 0 or DISTC_E* once done */
+  distc_value *value;
+  char *errmsg;      /* "On worker N: ..." when err != 0 */
+  pthread_mutex_t mu;
+  pthread_cond_t cond;
+  int sleepers;      /* threads blocked on cond, under mu */
+};
+
+/* ---- connections ---- */
+typedef struct distc__pending {
+  uint64_t *keys; /* 0 = empty */
+  distc_future **vals;
+  size_t cap, n;
+} distc__pending;
+
+typedef struct distc__conn {
+  int fd;
+  int id;             /* the peer's distc id */
+  int index;          /* the peer's launch index (workers) */
+  pid_t ospid;
+  char host[64];
+  atomic_bool dead;
+  atomic_int refs;
+
+  pthread_mutex_t wlock; /* whole frames are written under it */
+  pthread_mutex_t rlock; /* the reader's role */
+  /* read state, under rlock */
+  char *stage;           /* staging buffer for small frames */
+  size_t stage_off, stage_len;
+  distc__frame partial;  /* frame whose payload is being read */
+  size_t partial_have;
+  bool have_hdr;
+
+  pthread_mutex_t plock; /* pending calls */
+  distc__pending pending;
+
+  char *linebuf;         /* master: partial output line of this worker */
+  size_t linelen;
+  atomic_bool lost;      /* master: membership already updated */
+} distc__conn;
+
+/* conn.c */
+distc__conn *distc__conn_new(int fd);
+void distc__conn_unref(distc__conn *c);
+/* Writes one frame (header + iov) under wlock, all of it or an error
+ * (DISTC_EPROCEXIT once the peer is gone).  Never raises SIGPIPE. */
+int distc__conn_send(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
+                     const struct iovec *iov, int iovcnt);
+/* Reads one whole frame if one is available without blocking: returns 1 and
+ * fills *f, 0 when none is complete yet, or a negative code when the
+ * connection is closed, broken or sent a malformed header.  Caller holds
+ * rlock (or is the only reader). */
+int distc__conn_read_frame(distc__conn *c, distc__frame *f);
+/* Blocks until fd is readable or timeout_ms passes (-1: forever). */
+int distc__conn_poll(distc__conn *c, int timeout_ms);
+/* Pending-call table (under plock). */
+int distc__pending_put(distc__conn *c, distc_future *f);
+distc_future *distc__pending_take(distc__conn *c, uint64_t id);
+/* Completes every pending future of c with a process-exited error. */
+void distc__conn_fail_pending(distc__conn *c);
+size_t distc__max_frame(void);
+int distc__set_nonblock(int fd, bool on);
+
+/* Pack helpers for frames made of one encoder. */
+int distc__send_encoded(distc__conn *c, uint8_t type, uint8_t flags,
+                        uint64_t id, distc__enc *e);
+
+/* ---- authentication (auth.c) ---- */
+#define DISTC__NONCE_LEN 32
+#define DISTC__MAC_LEN 32
+#define DISTC__HELLO1_LEN 40 /* master: "DSTC" u16 ver u16 0 nonce */
+#define DISTC__HELLO2_LEN 72 /* worker: "DSTC" u16 ver u16 0 nonce mac */
+#define DISTC__PROTO_VERSION 1
+void distc__mac(const unsigned char *secret, const char *role,
+                const unsigned char *n1, const unsigned char *n2,
+                unsigned char *mac);
+bool distc__mac_equal(const unsigned char *a, const unsigned char *b);
+int distc__random(void *buf, size_t n);
+
+/* ---- fingerprint.c ---- */
+#define DISTC__FP_LEN 32
+const unsigned char *distc__fingerprint(void);
+void distc__fingerprint_hex(const unsigned char *fp, char *out /* 17 */);
+
+/* ---- registry.c ---- */
+distc_fn distc__lookup(const char *name);
+
+/* ---- calls (call.c) ---- */
+struct distc_ctx {
+  char *errmsg; /* set by distc_fail */
+};
+/* Executes a CALL frame and, unless it was remote_do, answers on c. */
+void distc__run_call(distc__conn *c, distc__frame *f);
+/* Handles RESULT/ERROR frames: completes the pending future. */
+void distc__complete_call(distc__conn *c, distc__frame *f);
+/* Waits for f, pumping its connection while spinning (adaptive), then
+ * blocking. */
+void distc__future_wait(distc_future *f);
+void distc__future_complete(distc_future *f, int err, distc_value *v,
+                            char *errmsg);
+void distc__future_unref(distc_future *f);
+
+/* ---- output.c ---- */
+/* Worker: captures fds 1 and 2 into a pipe; the I/O thread and the executor
+ * (before each result) forward it as OUTPUT frames. */
+int distc__output_capture(void);
+void distc__output_drain(distc__conn *c);
+int distc__output_fd(void);
+/* Master: prints a worker's OUTPUT bytes as "      From worker N:\t" lines. */
+void distc__output_print(distc__conn *c, const char *p, size_t n);
+void distc__output_flush(distc__conn *c);
+
+/* ---- cluster (cluster.c, master.c, worker.c) ---- */
+typedef struct distc__cluster {
+  int myid;
+  bool is_master;
+  bool initialised, finalised;
+
+  pthread_mutex_t lock; /* everything below */
+  pthread_cond_t changed; /* a worker joined or left */
+  distc__conn **conns;  /* by id; NULL: never joined, DISTC__GONE: left */
+  int conncap;
+  int *ids;             /* live worker ids, ascending */
+  int nids;
+  int next_index;       /* launch index of the next worker */
+  int rr;               /* round robin cursor for DISTC_ANY */
+  char *refused;        /* why the last worker was refused */
+
+  /* master */
+  unsigned char secret[DISTC_SECRET_LEN];
+  int listen_fd;
+  char master_addr[64];
+  uv_loop_t loop;
+  uv_thread_t io_thread;
+  uv_async_t wake;
+  uv_poll_t listen_poll;
+  bool io_running;
+  int argc;
+  char **argv;          /* the master's, for workers started by addprocs */
+  distc_manager *managers; /* started by addprocs, kept to reap */
+  int nmanagers;
+  pthread_mutex_t addprocs_lock;
+
+  /* service thread: calls made to the master by workers */
+  pthread_t service;
+  bool service_running;
+  pthread_mutex_t qlock;
+  pthread_cond_t qcond;
+  struct distc__job *qhead, *qtail;
+
+  /* worker */
+  distc__conn *master;
+  int worker_depth; /* nesting of calls executing on this worker */
+} distc__cluster;
+
+extern distc__cluster distc__C;
+#define DISTC__GONE ((distc__conn *)1)
+
+distc__conn *distc__conn_get(int id); /* new reference or NULL */
+/* Master I/O thread: a worker's connection died or hung up. */
+void distc__worker_lost(distc__conn *c);
+int distc__master_init(void);
+int distc__master_finalize(void);
+int distc__worker_main(void); /* never returns */
+/* Worker: reads one frame from the master and handles it (running a call
+ * inline).  1: handled one, 0: none available, < 0: connection gone. */
+int distc__worker_pump_once(distc__conn *c);
+/* Master: queue a worker's CALL for the service thread. */
+void distc__service_enqueue(distc__conn *c, distc__frame *f);
+/* Reads and dispatches what is available on c (master side); returns < 0
+ * once c is dead. */
+int distc__master_pump(distc__conn *c, bool block_lock);
+double distc__now(void); /* monotonic, ns */
+
+static inline void distc__cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ volatile("yield");
+#endif
+}
+
+#endif

@@ -1,0 +1,888 @@
+/* master.c — the master side: the I/O thread (accepting and authenticating
+ * workers, reading their connections when no caller is), membership,
+ * addprocs/rmprocs, the service thread for calls workers make to the
+ * master, and shutdown.
+ *
+ * The I/O thread owns every libuv handle; other threads only write frames,
+ * read under a connection's rlock, and wake the loop with uv_async. */
+#include <errno.h>
+#include <fcntl.h>
+#include <time.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define HANDSHAKE_TIMEOUT_MS 10000
+#define HELLO_MAX 4096 /* a HELLO frame is ~100 bytes */
+#define RMPROCS_GRACE_S 5.0
+
+/* One accepted socket: first a handshake in progress, then the holder of
+ * its connection's poll handle.  The fd is closed only after the handle is
+ * closed, so libuv never touches a number the kernel gave to someone else. */
+typedef struct peer {
+  uv_poll_t poll;
+  uv_timer_t timer;
+  int fd;
+  int stage; /* 0: awaiting HELLO2, 1: awaiting HELLO frame, 2: connected */
+  unsigned char nonce[DISTC__NONCE_LEN];
+  unsigned char buf[DISTC__HDR_LEN + HELLO_MAX];
+  size_t have;
+  int closing; /* handles still to close */
+  distc__conn *conn;
+} peer;
+
+typedef struct distc__job {
+  struct distc__job *next;
+  distc__conn *conn;
+  distc__frame frame;
+} distc__job;
+
+static int control_fd = -1;
+static bool stopping;
+
+/* ---- membership ---- */
+
+static int ensure_cap(int id) {
+  distc__cluster *C = &distc__C;
+  if (id < C->conncap)
+    return 0;
+  int cap = C->conncap ? C->conncap : 16;
+  while (cap <= id)
+    cap *= 2;
+  distc__conn **c = realloc(C->conns, sizeof *c * (size_t)cap);
+  int *ids = realloc(C->ids, sizeof *ids * (size_t)cap);
+  if (c)
+    C->conns = c;
+  if (ids)
+    C->ids = ids;
+  if (!c || !ids)
+    return DISTC_ENOMEM;
+  memset(C->conns + C->conncap, 0, sizeof *c * (size_t)(cap - C->conncap));
+  C->conncap = cap;
+  return 0;
+}
+
+static void ids_remove(int id) {
+  distc__cluster *C = &distc__C;
+  for (int i = 0; i < C->nids; i++) {
+    if (C->ids[i] == id) {
+      memmove(C->ids + i, C->ids + i + 1, sizeof(int) * (size_t)(C->nids - i - 1));
+      C->nids--;
+      return;
+    }
+  }
+}
+
+void distc__worker_lost(distc__conn *c) {
+  distc__cluster *C = &distc__C;
+  atomic_store(&c->dead, true);
+  if (atomic_exchange(&c->lost, true))
+    return;
+  /* Tell the peer too (a dropped, misbehaving worker sees EOF and exits). */
+  shutdown(c->fd, SHUT_RDWR);
+  /* Membership first, so whoever wakes from a failed call below already
+   * sees the worker gone. */
+  bool owned = false;
+  pthread_mutex_lock(&C->lock);
+  ids_remove(c->id);
+  if (c->id < C->conncap && C->conns[c->id] == c) {
+    C->conns[c->id] = DISTC__GONE;
+    owned = true;
+  }
+  pthread_cond_broadcast(&C->changed);
+  pthread_mutex_unlock(&C->lock);
+  distc__output_flush(c);
+  distc__conn_fail_pending(c);
+  if (owned)
+    distc__conn_unref(c); /* the table's reference */
+  if (!stopping)
+    distc__log(DISTC__LOG_INFO, "worker %d (pid %d on %s) left", c->id,
+               (int)c->ospid, c->host);
+}
+
+/* ---- reading worker connections ---- */
+
+static void dispatch(distc__conn *c, distc__frame *f) {
+  switch (f->h.type) {
+  case DISTC__F_RESULT:
+  case DISTC__F_ERROR:
+    distc__complete_call(c, f);
+    break;
+  case DISTC__F_OUTPUT:
+    distc__output_print(c, f->payload, f->h.len);
+    break;
+  case DISTC__F_CALL:
+    distc__service_enqueue(c, f);
+    return; /* the job owns the payload now */
+  default:
+    distc__log(DISTC__LOG_WARN, "worker %d sent an unexpected frame (type %u)",
+               c->id, f->h.type);
+  }
+  distc__free(f->payload);
+}
+
+int distc__master_pump(distc__conn *c, bool block_lock) {
+  if (atomic_load(&c->dead))
+    return DISTC_EPROCEXIT;
+  if (block_lock)
+    pthread_mutex_lock(&c->rlock);
+  else if (pthread_mutex_trylock(&c->rlock) != 0)
+    return 0;
+  distc__frame f;
+  int r, n = 0;
+  /* Dispatch under rlock: frames of one worker are handled in the order
+   * sent, so its output is printed before the result that follows it. */
+  while ((r = distc__conn_read_frame(c, &f)) > 0) {
+    dispatch(c, &f);
+    n++;
+  }
+  pthread_mutex_unlock(&c->rlock);
+  if (r < 0) {
+    distc__worker_lost(c);
+    return r;
+  }
+  return n;
+}
+
+static void peer_closed(uv_handle_t *h) {
+  peer *p = h->data;
+  if (--p->closing > 0)
+    return;
+  if (p->conn)
+    distc__conn_unref(p->conn); /* closes the fd */
+  else if (p->fd >= 0)
+    close(p->fd);
+  free(p);
+}
+
+static void peer_close(peer *p) {
+  if (p->closing)
+    return;
+  p->closing = 2;
+  uv_close((uv_handle_t *)&p->poll, peer_closed);
+  uv_close((uv_handle_t *)&p->timer, peer_closed);
+}
+
+static void on_worker_io(uv_poll_t *h, int status, int events) {
+  (void)events;
+  peer *p = h->data;
+  if (status < 0 || distc__master_pump(p->conn, true) < 0) {
+    distc__worker_lost(p->conn);
+    peer_close(p);
+  }
+}
+
+/* ---- the handshake, master half ---- */
+
+static void refuse(peer *p, const char *msg) {
+  distc__enc e;
+  distc__enc_init(&e);
+  msgpack_pack_array(&e.pk, 1);
+  msgpack_pack_str(&e.pk, strlen(msg));
+  msgpack_pack_str_body(&e.pk, msg, strlen(msg));
+  distc__conn *tmp = distc__conn_new(dup(p->fd));
+  if (tmp) {
+    distc__send_encoded(tmp, DISTC__F_REFUSE, 0, 0, &e);
+    distc__conn_unref(tmp);
+  }
+  distc__enc_destroy(&e);
+}
+
+/* Registers the worker whose HELLO is in p->buf, or refuses it. */
+static void admit(peer *p, uint32_t len) {
+  distc__cluster *C = &distc__C;
+  distc__dec d;
+  char why[512] = "";
+  if (distc__dec_open(&d, (char *)p->buf + DISTC__HDR_LEN, len) < 0) {
+    peer_close(p);
+    return;
+  }
+  const msgpack_object *r = distc__dec_root(&d);
+  const msgpack_object *a = r->via.array.ptr;
+  if (r->type != MSGPACK_OBJECT_ARRAY || r->via.array.size != 4 ||
+      a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+      a[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+      a[2].type != MSGPACK_OBJECT_STR || a[3].type != MSGPACK_OBJECT_BIN ||
+      a[3].via.bin.size != DISTC__FP_LEN) {
+    distc__dec_close(&d);
+    peer_close(p);
+    return;
+  }
+  int index = a[0].via.u64 < 1 << 20 ? (int)a[0].via.u64 : -1;
+  pid_t ospid = (pid_t)a[1].via.u64;
+  char host[64];
+  snprintf(host, sizeof host, "%.*s", (int)a[2].via.str.size, a[2].via.str.ptr);
+  const unsigned char *fp = (const unsigned char *)a[3].via.bin.ptr;
+  if (memcmp(fp, distc__fingerprint(), DISTC__FP_LEN) != 0) {
+    char mine[17], theirs[17];
+    distc__fingerprint_hex(distc__fingerprint(), mine);
+    distc__fingerprint_hex(fp, theirs);
+    snprintf(why, sizeof why,
+             "worker %d (pid %d on %s) runs a different binary than the "
+             "master (build %s, master %s): every process must run the same "
+             "executable; rebuild and copy it, or fix --exename",
+             index >= 0 ? DISTC_INDEX_TO_ID(index) : -1, (int)ospid, host,
+             theirs, mine);
+  }
+  distc__dec_close(&d);
+
+  pthread_mutex_lock(&C->lock);
+  int id = index >= 0 ? DISTC_INDEX_TO_ID(index) : -1;
+  if (!why[0] && (index < 0 || index >= C->next_index))
+    snprintf(why, sizeof why, "worker index %d was not launched by this run",
+             index);
+  if (!why[0] && ensure_cap(id) < 0)
+    snprintf(why, sizeof why, "out of memory");
+  if (!why[0] && C->conns[id])
+    snprintf(why, sizeof why, "worker %d has already joined", id);
+  distc__conn *c = NULL;
+  if (!why[0] && !(c = distc__conn_new(p->fd)))
+    snprintf(why, sizeof why, "out of memory");
+  if (why[0]) {
+    free(C->refused);
+    C->refused = strdup(why);
+    pthread_cond_broadcast(&C->changed);
+    pthread_mutex_unlock(&C->lock);
+    distc__log(DISTC__LOG_ERROR, "refused a worker: %s", why);
+    refuse(p, why);
+    peer_close(p);
+    return;
+  }
+  c->id = id;
+  c->index = index;
+  c->ospid = ospid;
+  memcpy(c->host, host, sizeof host);
+  p->conn = c;
+  p->fd = -1; /* the connection owns it now */
+
+  /* WELCOME [id, [ids]] — sent before the worker becomes visible, so no
+   * call can overtake it. */
+  distc__enc e;
+  distc__enc_init(&e);
+  msgpack_pack_array(&e.pk, 2);
+  msgpack_pack_int(&e.pk, id);
+  msgpack_pack_array(&e.pk, (size_t)C->nids + 1);
+  int k = 0;
+  while (k < C->nids && C->ids[k] < id)
+    msgpack_pack_int(&e.pk, C->ids[k++]);
+  msgpack_pack_int(&e.pk, id);
+  for (; k < C->nids; k++)
+    msgpack_pack_int(&e.pk, C->ids[k]);
+  int rc = distc__send_encoded(c, DISTC__F_WELCOME, 0, 0, &e);
+  distc__enc_destroy(&e);
+  if (rc < 0) {
+    pthread_mutex_unlock(&C->lock);
+    peer_close(p);
+    return;
+  }
+  C->conns[id] = c;
+  atomic_fetch_add(&c->refs, 1); /* the table's reference */
+  int i = C->nids;
+  while (i > 0 && C->ids[i - 1] > id) {
+    C->ids[i] = C->ids[i - 1];
+    i--;
+  }
+  C->ids[i] = id;
+  C->nids++;
+  pthread_cond_broadcast(&C->changed);
+  pthread_mutex_unlock(&C->lock);
+
+  p->stage = 2;
+  uv_timer_stop(&p->timer);
+  uv_poll_start(&p->poll, UV_READABLE | UV_DISCONNECT, on_worker_io);
+  distc__log(DISTC__LOG_INFO, "worker %d joined (pid %d on %s)", id,
+             (int)ospid, host);
+}
+
+static void on_handshake(uv_poll_t *h, int status, int events) {
+  (void)events;
+  peer *p = h->data;
+  distc__cluster *C = &distc__C;
+  if (status < 0)
+    goto drop;
+  size_t want = p->stage == 0 ? DISTC__HELLO2_LEN : DISTC__HDR_LEN;
+  if (p->stage == 1 && p->have >= DISTC__HDR_LEN) {
+    uint32_t len = (uint32_t)p->buf[0] | (uint32_t)p->buf[1] << 8 |
+                   (uint32_t)p->buf[2] << 16 | (uint32_t)p->buf[3] << 24;
+    want = DISTC__HDR_LEN + len;
+  }
+  ssize_t r = recv(p->fd, p->buf + p->have, want - p->have, MSG_DONTWAIT);
+  if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
+    goto drop;
+  if (r < 0)
+    return;
+  p->have += (size_t)r;
+  if (p->have < want)
+    return;
+
+  if (p->stage == 0) {
+    /* Nothing from the peer is interpreted before its MAC checks out. */
+    unsigned char expect[DISTC__MAC_LEN], mine[DISTC__MAC_LEN];
+    const unsigned char *nonce_w = p->buf + 8;
+    distc__mac(C->secret, "worker", p->nonce, nonce_w, expect);
+    if (memcmp(p->buf, "DSTC", 4) != 0 || p->buf[4] != DISTC__PROTO_VERSION ||
+        !distc__mac_equal(expect, p->buf + 8 + DISTC__NONCE_LEN)) {
+      distc__log(DISTC__LOG_WARN, "dropped a connection that failed "
+                                  "authentication (wrong secret or not a "
+                                  "distc worker)");
+      goto drop;
+    }
+    distc__mac(C->secret, "master", nonce_w, p->nonce, mine);
+    if (send(p->fd, mine, sizeof mine, MSG_NOSIGNAL) != sizeof mine)
+      goto drop;
+    p->stage = 1;
+    p->have = 0;
+    return;
+  }
+  if (p->have == DISTC__HDR_LEN) {
+    uint32_t len = (uint32_t)p->buf[0] | (uint32_t)p->buf[1] << 8 |
+                   (uint32_t)p->buf[2] << 16 | (uint32_t)p->buf[3] << 24;
+    if (p->buf[4] != DISTC__F_HELLO || len > HELLO_MAX)
+      goto drop;
+    if (len > 0)
+      return; /* read the payload next time */
+  }
+  admit(p, (uint32_t)(p->have - DISTC__HDR_LEN));
+  return;
+drop:
+  peer_close(p);
+}
+
+static void on_handshake_timeout(uv_timer_t *t) {
+  distc__log(DISTC__LOG_WARN, "dropped a connection that did not complete "
+                              "the handshake in time");
+  peer_close(t->data);
+}
+
+static void on_listen(uv_poll_t *h, int status, int events) {
+  (void)h;
+  (void)events;
+  distc__cluster *C = &distc__C;
+  if (status < 0)
+    return;
+  for (;;) {
+    int fd = accept4(C->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0)
+      return;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    peer *p = calloc(1, sizeof *p);
+    unsigned char m1[DISTC__HELLO1_LEN] = {'D', 'S', 'T', 'C',
+                                           DISTC__PROTO_VERSION};
+    if (!p || distc__random(p->nonce, sizeof p->nonce) < 0) {
+      free(p);
+      close(fd);
+      continue;
+    }
+    memcpy(m1 + 8, p->nonce, sizeof p->nonce);
+    p->fd = fd;
+    uv_poll_init(&C->loop, &p->poll, fd);
+    uv_timer_init(&C->loop, &p->timer);
+    p->poll.data = p->timer.data = p;
+    if (send(fd, m1, sizeof m1, MSG_NOSIGNAL) != sizeof m1) {
+      peer_close(p);
+      continue;
+    }
+    uv_poll_start(&p->poll, UV_READABLE, on_handshake);
+    uv_timer_start(&p->timer, on_handshake_timeout, HANDSHAKE_TIMEOUT_MS, 0);
+  }
+}
+
+static void close_walk(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (uv_is_closing(h))
+    return;
+  if (h->data && (h->type == UV_POLL || h->type == UV_TIMER) &&
+      h != (uv_handle_t *)&distc__C.listen_poll) {
+    peer_close(h->data);
+    return;
+  }
+  uv_close(h, NULL);
+}
+
+static void on_wake(uv_async_t *a) {
+  (void)a;
+  if (stopping)
+    uv_walk(&distc__C.loop, close_walk, NULL);
+}
+
+static void io_main(void *arg) {
+  (void)arg;
+  uv_run(&distc__C.loop, UV_RUN_DEFAULT);
+}
+
+/* ---- the service thread: calls workers make to the master ---- */
+
+static void *service_main(void *arg) {
+  (void)arg;
+  distc__cluster *C = &distc__C;
+  pthread_mutex_lock(&C->qlock);
+  for (;;) {
+    while (!C->qhead && C->service_running)
+      pthread_cond_wait(&C->qcond, &C->qlock);
+    if (!C->qhead)
+      break;
+    distc__job *j = C->qhead;
+    C->qhead = j->next;
+    if (!C->qhead)
+      C->qtail = NULL;
+    pthread_mutex_unlock(&C->qlock);
+    distc__run_call(j->conn, &j->frame);
+    distc__free(j->frame.payload);
+    distc__conn_unref(j->conn);
+    free(j);
+    pthread_mutex_lock(&C->qlock);
+  }
+  pthread_mutex_unlock(&C->qlock);
+  return NULL;
+}
+
+void distc__service_enqueue(distc__conn *c, distc__frame *f) {
+  distc__cluster *C = &distc__C;
+  distc__job *j = calloc(1, sizeof *j);
+  if (!j) {
+    distc__free(f->payload);
+    return;
+  }
+  atomic_fetch_add(&c->refs, 1);
+  j->conn = c;
+  j->frame = *f;
+  pthread_mutex_lock(&C->qlock);
+  if (!C->service_running) {
+    C->service_running =
+        pthread_create(&C->service, NULL, service_main, NULL) == 0;
+  }
+  if (C->qtail)
+    C->qtail->next = j;
+  else
+    C->qhead = j;
+  C->qtail = j;
+  pthread_cond_signal(&C->qcond);
+  pthread_mutex_unlock(&C->qlock);
+}
+
+/* ---- start ---- */
+
+static int env_int(const char *name, int dflt) {
+  const char *s = getenv(name);
+  char *end;
+  long v = s ? strtol(s, &end, 10) : 0;
+  return (s && *end == '\0' && v >= 0) ? (int)v : dflt;
+}
+
+static int read_exact(int fd, void *buf, size_t n) {
+  char *p = buf;
+  while (n > 0) {
+    ssize_t r = read(fd, p, n);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      return -1;
+    p += r;
+    n -= (size_t)r;
+  }
+  return 0;
+}
+
+static int open_listener(void) {
+  distc__cluster *C = &distc__C;
+  int fd = env_int(DISTC_ENV_LISTEN_FD, -1);
+  if (fd < 0) {
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+        listen(fd, 1024) < 0) {
+      int e = errno;
+      if (fd >= 0)
+        close(fd);
+      return distc__seterr(DISTC_EIO, "cannot listen on 127.0.0.1: %s",
+                           strerror(e));
+    }
+  }
+  struct sockaddr_in sa;
+  socklen_t len = sizeof sa;
+  if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0 ||
+      sa.sin_family != AF_INET)
+    return distc__seterr(DISTC_EIO, "%s=%d is not a listening TCP socket",
+                         DISTC_ENV_LISTEN_FD, fd);
+  char ip[INET_ADDRSTRLEN] = "127.0.0.1";
+  if (sa.sin_addr.s_addr != htonl(INADDR_ANY))
+    inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof ip);
+  snprintf(C->master_addr, sizeof C->master_addr, "%s:%d", ip,
+           ntohs(sa.sin_port));
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  distc__set_nonblock(fd, true);
+  C->listen_fd = fd;
+  return 0;
+}
+
+static void report(const char *word, const char *msg) {
+  if (control_fd < 0)
+    return;
+  char line[1024];
+  int n = snprintf(line, sizeof line, "%s%s%s\n", word, msg ? " " : "",
+                   msg ? msg : "");
+  for (char *q = line; q < line + n - 1; q++)
+    if (*q == '\n')
+      *q = ' ';
+  if (write(control_fd, line, (size_t)n) < 0) {
+    /* The launcher is gone; nothing to tell. */
+  }
+  close(control_fd);
+  control_fd = -1;
+}
+
+/* Waits until every index in [first, first + n) has joined, a worker was
+ * refused, or the deadline passes; alive (may be NULL) says whether the
+ * workers are still running.  Returns 0 or an error with its message. */
+static int await_workers(int first, int n, double deadline,
+                         bool (*alive)(void *), void *arg) {
+  distc__cluster *C = &distc__C;
+  int rc = 0;
+  pthread_mutex_lock(&C->lock);
+  for (;;) {
+    int joined = 0;
+    for (int i = first; i < first + n; i++) {
+      int id = DISTC_INDEX_TO_ID(i);
+      joined += id < C->conncap && C->conns[id] != NULL;
+    }
+    if (joined == n)
+      break;
+    if (C->refused) {
+      rc = distc__seterr(strstr(C->refused, "different binary")
+                             ? DISTC_EFINGERPRINT
+                             : DISTC_EPROTO,
+                         "%s", C->refused);
+      break;
+    }
+    double now = distc__now();
+    if (now >= deadline) {
+      rc = distc__seterr(DISTC_ETIMEDOUT,
+                         "only %d of %d workers connected in time; raise the "
+                         "timeout, or check that the workers can reach the "
+                         "master at %s",
+                         joined, n, C->master_addr);
+      break;
+    }
+    if (alive && !alive(arg)) {
+      rc = distc__seterr(DISTC_ESPAWN,
+                         "a worker exited before connecting to the master (%d "
+                         "of %d had joined); is the program linked with "
+                         "libdistc and does it call distc_init() first?",
+                         joined, n);
+      break;
+    }
+    double until = now + 20e6 < deadline ? now + 20e6 : deadline;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long ns = (long long)ts.tv_nsec + (long long)(until - now);
+    ts.tv_sec += ns / 1000000000;
+    ts.tv_nsec = ns % 1000000000;
+    pthread_cond_timedwait(&C->changed, &C->lock, &ts);
+  }
+  pthread_mutex_unlock(&C->lock);
+  return rc;
+}
+
+static void at_exit(void) { distc_finalize(); }
+
+int distc__master_init(void) {
+  distc__cluster *C = &distc__C;
+  int rc;
+  control_fd = env_int(DISTC_ENV_CONTROL_FD, -1);
+  int nworkers = env_int(DISTC_ENV_NWORKERS, 0);
+  double timeout = 60;
+  const char *ts = getenv(DISTC_ENV_TIMEOUT);
+  if (ts && atof(ts) > 0)
+    timeout = atof(ts);
+  int secret_fd = env_int(DISTC_ENV_SECRET_FD, -1);
+  pid_t parent = (pid_t)env_int(DISTC_ENV_PARENT, 0);
+  if (parent > 0) {
+    /* Started by distc-launch: if it dies, nobody could stop our workers'
+     * master, so go with it. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+      _exit(1);
+  }
+  if (secret_fd >= 0) {
+    if (read_exact(secret_fd, C->secret, DISTC_SECRET_LEN) < 0) {
+      rc = distc__seterr(DISTC_EAUTH, "could not read the cluster secret "
+                                      "from the launcher");
+      goto fail;
+    }
+    close(secret_fd);
+  } else if ((rc = distc__random(C->secret, DISTC_SECRET_LEN)) < 0) {
+    goto fail;
+  }
+  if ((rc = open_listener()) < 0)
+    goto fail;
+  const char *ours[] = {DISTC_ENV_ROLE, DISTC_ENV_SECRET_FD, DISTC_ENV_LISTEN_FD,
+                        DISTC_ENV_NWORKERS, DISTC_ENV_CONTROL_FD,
+                        DISTC_ENV_TIMEOUT, DISTC_ENV_PARENT};
+  for (size_t i = 0; i < DISTC__ARRAY_LEN(ours); i++)
+    unsetenv(ours[i]);
+  if (control_fd >= 0)
+    fcntl(control_fd, F_SETFD, FD_CLOEXEC);
+
+  C->next_index = nworkers;
+  distc__log_setid(1);
+  if (uv_loop_init(&C->loop) || uv_async_init(&C->loop, &C->wake, on_wake) ||
+      uv_poll_init(&C->loop, &C->listen_poll, C->listen_fd) ||
+      uv_poll_start(&C->listen_poll, UV_READABLE, on_listen)) {
+    rc = distc__seterr(DISTC_EIO, "cannot set up the event loop");
+    goto fail;
+  }
+  if (uv_thread_create(&C->io_thread, io_main, NULL) != 0) {
+    rc = distc__seterr(DISTC_EIO, "cannot start the I/O thread");
+    goto fail;
+  }
+  C->io_running = true;
+  C->initialised = true;
+  atexit(at_exit);
+
+  rc = await_workers(0, nworkers, distc__now() + timeout * 1e9, NULL, NULL);
+  if (rc < 0) {
+    report("fail", distc_errmsg());
+    return rc;
+  }
+  report("ready", NULL);
+  return 0;
+fail:
+  report("fail", distc_errmsg());
+  return rc;
+}
+
+/* ---- addprocs / rmprocs ---- */
+
+typedef struct batch {
+  distc_manager *m;
+  int first, n;
+  int exited_early;
+} batch;
+
+static void note_exit(void *arg, int index, pid_t pid, int status) {
+  (void)pid;
+  (void)status;
+  batch *b = arg;
+  int id = DISTC_INDEX_TO_ID(index);
+  distc__conn *c = distc__conn_get(id);
+  if (!c)
+    b->exited_early++;
+  distc__conn_unref(c);
+}
+
+static bool batch_alive(void *arg) {
+  batch *b = arg;
+  b->m->ops->reap(b->m->state, note_exit, b);
+  return b->exited_early == 0;
+}
+
+static void reap_all(void) {
+  distc__cluster *C = &distc__C;
+  for (int i = 0; i < C->nmanagers; i++)
+    C->managers[i].ops->reap(C->managers[i].state, NULL, NULL);
+}
+
+int distc_addprocs(const distc_addprocs_opts *o, int *ids) {
+  distc__cluster *C = &distc__C;
+  int rc;
+  if (!C->initialised || C->finalised)
+    return distc__seterr(DISTC_ESTATE, "call distc_init() first");
+  if (!C->is_master)
+    return distc__seterr(DISTC_ENOTMASTER, "only the master can add workers");
+  if (!o || o->count < 1)
+    return distc__seterr(DISTC_EINVAL, "addprocs wants a count of at least 1");
+
+  pthread_mutex_lock(&C->addprocs_lock);
+  distc_manager *ms = realloc(C->managers, sizeof *ms * (size_t)(C->nmanagers + 1));
+  if (!ms) {
+    rc = distc__seterr(DISTC_ENOMEM, "out of memory");
+    goto unlock;
+  }
+  C->managers = ms;
+  distc_manager *m = &C->managers[C->nmanagers];
+  if ((rc = distc_manager_open(m, o->manager ? o->manager : "local", false)) < 0)
+    goto unlock;
+
+  char exe[4096];
+  const char *exename = o->exename;
+  if (!exename) {
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n < 0) {
+      rc = distc__seterr(DISTC_ESPAWN, "cannot find the master's executable; "
+                                       "give opts.exename");
+      goto close_manager;
+    }
+    exe[n] = '\0';
+    exename = exe;
+  }
+  char *fallback_argv[] = {(char *)exename, NULL};
+  pthread_mutex_lock(&C->lock);
+  int first = C->next_index;
+  C->next_index += o->count;
+  int total = C->nids + o->count;
+  free(C->refused);
+  C->refused = NULL;
+  pthread_mutex_unlock(&C->lock);
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  distc_launch_spec spec = {
+      .count = o->count,
+      .first_index = first,
+      .exename = exename,
+      .argv = C->argv ? C->argv : fallback_argv,
+      .dir = o->dir,
+      .env = o->env,
+      .master_addr = C->master_addr,
+      .secret = C->secret,
+      .blas_threads = cpus > total ? (int)(cpus / total) : 1,
+  };
+  if ((rc = m->ops->launch(m->state, &spec)) < 0)
+    goto close_manager;
+  C->nmanagers++;
+
+  double timeout = o->timeout_s > 0 ? o->timeout_s : 60;
+  batch b = {m, first, o->count, 0};
+  rc = await_workers(first, o->count, distc__now() + timeout * 1e9,
+                     batch_alive, &b);
+  if (rc < 0) {
+    char *msg = strdup(distc_errmsg());
+    int joined[1024], k = 0;
+    for (int i = 0; i < o->count && k < 1024; i++) {
+      distc__conn *c = distc__conn_get(DISTC_INDEX_TO_ID(first + i));
+      if (c)
+        joined[k++] = c->id;
+      distc__conn_unref(c);
+    }
+    distc_rmprocs(joined, k);
+    distc_manager_stop(m, SIGKILL, 1.0, NULL, NULL);
+    distc__seterr(rc, "%s", msg ? msg : distc_strerror(rc));
+    free(msg);
+    goto unlock;
+  }
+  for (int i = 0; ids && i < o->count; i++)
+    ids[i] = DISTC_INDEX_TO_ID(first + i);
+  rc = o->count;
+  goto unlock;
+close_manager:
+  distc_manager_close(m);
+unlock:
+  pthread_mutex_unlock(&C->addprocs_lock);
+  return rc;
+}
+
+int distc_rmprocs(const int *ids, int n) {
+  distc__cluster *C = &distc__C;
+  if (!C->initialised)
+    return distc__seterr(DISTC_ESTATE, "call distc_init() first");
+  if (!C->is_master)
+    return distc__seterr(DISTC_ENOTMASTER, "only the master can remove "
+                                           "workers");
+  distc__conn **cs = calloc((size_t)n + 1, sizeof *cs);
+  if (!cs)
+    return distc__seterr(DISTC_ENOMEM, "out of memory");
+  int rc = 0;
+  for (int i = 0; i < n; i++) {
+    cs[i] = distc__conn_get(ids[i]);
+    if (!cs[i] && ids[i] != DISTC_MASTER && !rc)
+      rc = distc__seterr(DISTC_ENOENT, "there is no worker %d to remove",
+                         ids[i]);
+    if (cs[i])
+      distc__conn_send(cs[i], DISTC__F_EXIT, 0, 0, NULL, 0);
+  }
+  /* Wait for each to hang up; the I/O thread notices. */
+  double deadline = distc__now() + RMPROCS_GRACE_S * 1e9;
+  for (int i = 0; i < n; i++) {
+    while (cs[i] && !atomic_load(&cs[i]->lost) && distc__now() < deadline) {
+      pthread_mutex_lock(&C->lock);
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_nsec += 10000000;
+      if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+      }
+      if (!atomic_load(&cs[i]->lost))
+        pthread_cond_timedwait(&C->changed, &C->lock, &ts);
+      pthread_mutex_unlock(&C->lock);
+    }
+    if (cs[i] && !atomic_load(&cs[i]->lost)) {
+      char host[64] = "";
+      gethostname(host, sizeof host - 1);
+      distc__log(DISTC__LOG_WARN, "worker %d did not exit in %.0f s; killing "
+                                  "it", cs[i]->id, RMPROCS_GRACE_S);
+      if (strcmp(host, cs[i]->host) == 0 && cs[i]->ospid > 0)
+        kill(cs[i]->ospid, SIGKILL);
+      shutdown(cs[i]->fd, SHUT_RDWR);
+    }
+    distc__conn_unref(cs[i]);
+  }
+  free(cs);
+  pthread_mutex_lock(&C->addprocs_lock);
+  reap_all();
+  pthread_mutex_unlock(&C->addprocs_lock);
+  return rc;
+}
+
+int distc__master_finalize(void) {
+  distc__cluster *C = &distc__C;
+  int ids[4096];
+  int n = distc_workers(ids, 4096);
+  if (C->nids == 0)
+    n = 0;
+  if (n > 4096)
+    n = 4096;
+  int rc = n ? distc_rmprocs(ids, n) : 0;
+  for (int i = 0; i < C->nmanagers; i++) {
+    distc_manager_stop(&C->managers[i], SIGTERM, 1.0, NULL, NULL);
+    distc_manager_close(&C->managers[i]);
+  }
+  free(C->managers);
+  C->managers = NULL;
+  C->nmanagers = 0;
+
+  stopping = true;
+  if (C->io_running) {
+    uv_async_send(&C->wake);
+    uv_thread_join(&C->io_thread);
+    C->io_running = false;
+    uv_loop_close(&C->loop);
+  }
+  pthread_mutex_lock(&C->qlock);
+  bool service = C->service_running;
+  C->service_running = false;
+  pthread_cond_signal(&C->qcond);
+  pthread_mutex_unlock(&C->qlock);
+  if (service)
+    pthread_join(C->service, NULL);
+
+  pthread_mutex_lock(&C->lock);
+  for (int i = 0; i < C->conncap; i++) {
+    if (C->conns[i] && C->conns[i] != DISTC__GONE)
+      distc__conn_unref(C->conns[i]);
+    C->conns[i] = NULL;
+  }
+  free(C->conns);
+  free(C->ids);
+  free(C->refused);
+  C->conns = NULL;
+  C->ids = NULL;
+  C->refused = NULL;
+  C->conncap = C->nids = 0;
+  pthread_mutex_unlock(&C->lock);
+  if (C->listen_fd >= 0)
+    close(C->listen_fd);
+  C->listen_fd = -1;
+  C->finalised = true;
+  return rc;
+}

@@ -1,0 +1,303 @@
+/* worker.c — the worker side of distc_init: dial the master, prove the
+ * secret, announce ourselves, then serve calls until told to exit.
+ *
+ * The main thread is both the reader of the master connection and the
+ * executor, so a call crosses no thread hand-off on the worker.  After each
+ * frame it spins briefly on the socket before sleeping in poll(), since the
+ * next call of a busy caller usually follows within microseconds.  A small
+ * I/O thread forwards captured output and exits the process the moment the
+ * master's connection hangs up, even while a long call runs. */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define IDLE_SPIN_NS 100000.0
+
+static uv_loop_t wloop;
+static uv_poll_t out_poll, hup_poll;
+
+static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static void die(const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  distc__log(DISTC__LOG_ERROR, "worker: %s", msg);
+  _exit(1);
+}
+
+static double env_double(const char *name, double dflt) {
+  const char *s = getenv(name);
+  char *end;
+  double v = s ? strtod(s, &end) : 0;
+  return (s && *end == '\0' && v > 0) ? v : dflt;
+}
+
+/* Reads or writes exactly n bytes within the deadline. */
+static int xfer(int fd, void *buf, size_t n, bool out, double deadline) {
+  char *p = buf;
+  while (n > 0) {
+    ssize_t r = out ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
+    if (r > 0) {
+      p += r;
+      n -= (size_t)r;
+      continue;
+    }
+    if (r == 0)
+      return -1;
+    if (errno == EINTR)
+      continue;
+    if (errno != EAGAIN)
+      return -1;
+    int ms = (int)((deadline - distc__now()) / 1e6);
+    if (ms <= 0)
+      return -1;
+    struct pollfd pf = {fd, out ? POLLOUT : POLLIN, 0};
+    poll(&pf, 1, ms);
+  }
+  return 0;
+}
+
+static int dial(const char *addr, double deadline) {
+  char host[256];
+  const char *colon = strrchr(addr, ':');
+  if (!colon || colon == addr || (size_t)(colon - addr) >= sizeof host)
+    die("bad master address '%s'", addr);
+  memcpy(host, addr, (size_t)(colon - addr));
+  host[colon - addr] = '\0';
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+  int rc = getaddrinfo(host, colon + 1, &hints, &res);
+  if (rc)
+    die("cannot resolve master address %s: %s", addr, gai_strerror(rc));
+  int fd = -1;
+  for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next) {
+    fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+      continue;
+    while (connect(fd, a->ai_addr, a->ai_addrlen) < 0) {
+      if (errno == EINTR)
+        continue;
+      if ((errno == ECONNREFUSED || errno == ENETUNREACH) &&
+          distc__now() < deadline) {
+        usleep(20000);
+        continue;
+      }
+      close(fd);
+      fd = -1;
+      break;
+    }
+  }
+  freeaddrinfo(res);
+  if (fd < 0)
+    die("cannot connect to the master at %s: %s", addr, strerror(errno));
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
+}
+
+static void read_secret(unsigned char *secret) {
+  const char *s = getenv(DISTC_ENV_SECRET_FD);
+  int fd = s ? atoi(s) : -1;
+  if (fd < 0)
+    die("%s is not set: workers are started by distc-launch or "
+        "distc_addprocs", DISTC_ENV_SECRET_FD);
+  size_t have = 0;
+  while (have < DISTC_SECRET_LEN) {
+    ssize_t r = read(fd, secret + have, DISTC_SECRET_LEN - have);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      die("could not read the cluster secret from fd %d", fd);
+    have += (size_t)r;
+  }
+  close(fd);
+}
+
+/* The worker half of the handshake; on return fd is authenticated both
+ * ways and *id holds the id the master gave us. */
+static void handshake(int fd, const unsigned char *secret, int index,
+                      double deadline, int *id) {
+  unsigned char m1[DISTC__HELLO1_LEN], m2[DISTC__HELLO2_LEN],
+      mac[DISTC__MAC_LEN];
+  if (xfer(fd, m1, sizeof m1, false, deadline) < 0)
+    die("the master did not start the handshake (closed or timed out)");
+  if (memcmp(m1, "DSTC", 4) != 0 || m1[4] != DISTC__PROTO_VERSION)
+    die("the process at the master address does not speak distc protocol 1");
+  const unsigned char *nonce_m = m1 + 8;
+  memcpy(m2, m1, 8);
+  if (distc__random(m2 + 8, DISTC__NONCE_LEN) < 0)
+    die("%s", distc_errmsg());
+  distc__mac(secret, "worker", nonce_m, m2 + 8, m2 + 8 + DISTC__NONCE_LEN);
+  if (xfer(fd, m2, sizeof m2, true, deadline) < 0)
+    die("lost the master during the handshake");
+  if (xfer(fd, mac, sizeof mac, false, deadline) < 0)
+    die("the master refused our secret (authentication failed); was this "
+        "worker started by the same run?");
+  unsigned char want[DISTC__MAC_LEN];
+  distc__mac(secret, "master", m2 + 8, nonce_m, want);
+  if (!distc__mac_equal(mac, want))
+    die("the master failed authentication: it does not know the cluster "
+        "secret");
+
+  /* HELLO: [index, ospid, host, fingerprint] */
+  char host[64] = "";
+  gethostname(host, sizeof host - 1);
+  distc__enc e;
+  distc__enc_init(&e);
+  msgpack_pack_array(&e.pk, 4);
+  msgpack_pack_int(&e.pk, index);
+  msgpack_pack_int(&e.pk, (int)getpid());
+  msgpack_pack_str(&e.pk, strlen(host));
+  msgpack_pack_str_body(&e.pk, host, strlen(host));
+  msgpack_pack_bin(&e.pk, DISTC__FP_LEN);
+  msgpack_pack_bin_body(&e.pk, distc__fingerprint(), DISTC__FP_LEN);
+  struct iovec iov[4];
+  size_t total;
+  int n = distc__enc_finish(&e, iov, 4, &total);
+  unsigned char hdr[DISTC__HDR_LEN] = {0};
+  for (int i = 0; i < 4; i++)
+    hdr[i] = (unsigned char)(total >> (8 * i));
+  hdr[4] = DISTC__F_HELLO;
+  if (n < 0 || xfer(fd, hdr, sizeof hdr, true, deadline) < 0)
+    die("lost the master during the handshake");
+  for (int i = 0; i < n; i++)
+    if (xfer(fd, iov[i].iov_base, iov[i].iov_len, true, deadline) < 0)
+      die("lost the master during the handshake");
+  distc__enc_destroy(&e);
+
+  /* WELCOME [id, [ids]] or REFUSE [message] */
+  if (xfer(fd, hdr, sizeof hdr, false, deadline) < 0)
+    die("the master closed the connection after authentication");
+  uint32_t len = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 |
+                 (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 24;
+  if (len > 1 << 20)
+    die("the master sent a malformed welcome");
+  char *payload = malloc(len + 1);
+  if (!payload || xfer(fd, payload, len, false, deadline) < 0)
+    die("the master closed the connection after authentication");
+  distc__dec d;
+  if (distc__dec_open(&d, payload, len) < 0)
+    die("the master sent a malformed welcome");
+  const msgpack_object *root = distc__dec_root(&d);
+  if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size < 1)
+    die("the master sent a malformed welcome");
+  const msgpack_object *f0 = &root->via.array.ptr[0];
+  if (hdr[4] == DISTC__F_REFUSE && f0->type == MSGPACK_OBJECT_STR)
+    die("refused by the master: %.*s", (int)f0->via.str.size, f0->via.str.ptr);
+  if (hdr[4] != DISTC__F_WELCOME || f0->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+      root->via.array.size != 2 ||
+      root->via.array.ptr[1].type != MSGPACK_OBJECT_ARRAY)
+    die("the master sent a malformed welcome");
+  *id = (int)f0->via.u64;
+  /* The membership as of our joining: what distc_workers() says here. */
+  const msgpack_object_array *ids = &root->via.array.ptr[1].via.array;
+  distc__C.ids = calloc(ids->size + 1, sizeof(int));
+  for (uint32_t i = 0; distc__C.ids && i < ids->size; i++)
+    if (ids->ptr[i].type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+      distc__C.ids[distc__C.nids++] = (int)ids->ptr[i].via.u64;
+  distc__dec_close(&d);
+  free(payload);
+}
+
+static void on_output(uv_poll_t *h, int status, int events) {
+  (void)h;
+  (void)status;
+  (void)events;
+  distc__output_drain(distc__C.master);
+}
+
+static void on_hangup(uv_poll_t *h, int status, int events) {
+  (void)h;
+  (void)status;
+  (void)events;
+  /* The master is gone: no result could reach anyone, and an orphaned
+   * worker is exactly what must never exist. */
+  _exit(1);
+}
+
+static void io_main(void *arg) {
+  (void)arg;
+  uv_run(&wloop, UV_RUN_DEFAULT);
+}
+
+int distc__worker_main(void) {
+  distc__cluster *C = &distc__C;
+  const char *addr = getenv(DISTC_ENV_MASTER);
+  const char *idx = getenv(DISTC_ENV_INDEX);
+  const char *parent = getenv(DISTC_ENV_PARENT);
+  if (!addr || !idx)
+    die("%s or %s missing from the environment", DISTC_ENV_MASTER,
+        DISTC_ENV_INDEX);
+  if (parent) {
+    /* Die with whoever started us; if it is already gone, go now. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != (pid_t)atol(parent))
+      _exit(1);
+  }
+  unsigned char secret[DISTC_SECRET_LEN];
+  read_secret(secret);
+  int index = atoi(idx);
+  double deadline = distc__now() + env_double(DISTC_ENV_TIMEOUT, 60) * 1e9;
+  char *master_addr = strdup(addr);
+  /* Nothing of ours may leak into programs this worker starts: they would
+   * think they are workers too. */
+  const char *ours[] = {DISTC_ENV_ROLE, DISTC_ENV_MASTER, DISTC_ENV_SECRET_FD,
+                        DISTC_ENV_INDEX, DISTC_ENV_PARENT, DISTC_ENV_TIMEOUT};
+  for (size_t i = 0; i < DISTC__ARRAY_LEN(ours); i++)
+    unsetenv(ours[i]);
+
+  int fd = dial(master_addr, deadline);
+  int id;
+  handshake(fd, secret, index, deadline, &id);
+  memset(secret, 0, sizeof secret);
+  free(master_addr);
+
+  C->myid = id;
+  C->is_master = false;
+  C->initialised = true;
+  distc__log_setid(id);
+  C->master = distc__conn_new(fd);
+  if (!C->master)
+    die("out of memory");
+  C->master->id = DISTC_MASTER;
+  if (distc__output_capture() < 0)
+    die("%s", distc_errmsg());
+
+  uv_loop_init(&wloop);
+  uv_poll_init(&wloop, &out_poll, distc__output_fd());
+  uv_poll_start(&out_poll, UV_READABLE, on_output);
+  uv_poll_init(&wloop, &hup_poll, fd);
+  uv_poll_start(&hup_poll, UV_DISCONNECT, on_hangup);
+  uv_thread_t io;
+  if (uv_thread_create(&io, io_main, NULL) != 0)
+    die("cannot start the I/O thread");
+
+  double last = distc__now();
+  for (;;) {
+    int r = distc__worker_pump_once(C->master);
+    if (r < 0)
+      _exit(1);
+    if (r > 0) {
+      last = distc__now();
+      continue;
+    }
+    if (distc__now() - last < IDLE_SPIN_NS) {
+      distc__cpu_relax();
+      continue;
+    }
+    distc__conn_poll(C->master, -1);
+    last = distc__now();
+  }
+}
