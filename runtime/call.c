@@ -60,7 +60,24 @@ void distc__future_complete(distc_future *f, int err, distc_value *v,
   atomic_store_explicit(&f->state, DISTC__FUT_DONE, memory_order_release);
   if (f->sleepers)
     pthread_cond_broadcast(&f->cond);
+  void (*cb)(distc_future *, void *) = f->notify;
+  void *arg = f->notify_arg;
   pthread_mutex_unlock(&f->mu);
+  if (cb)
+    cb(f, arg);
+}
+
+void distc__future_on_done(distc_future *f,
+                           void (*cb)(distc_future *f, void *arg), void *arg) {
+  pthread_mutex_lock(&f->mu);
+  bool done = atomic_load(&f->state) == DISTC__FUT_DONE;
+  if (!done) {
+    f->notify = cb;
+    f->notify_arg = arg;
+  }
+  pthread_mutex_unlock(&f->mu);
+  if (done)
+    cb(f, arg);
 }
 
 static bool is_done(distc_future *f) {

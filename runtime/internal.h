@@ -56,6 +56,9 @@ struct distc_future {
   pthread_mutex_t mu;
   pthread_cond_t cond;
   int sleepers;      /* threads blocked on cond, under mu */
+  /* optional completion hook, under mu (see distc__future_on_done) */
+  void (*notify)(distc_future *f, void *arg);
+  void *notify_arg;
 };
 
 /* ---- connections ---- */
@@ -151,6 +154,11 @@ void distc__future_wait(distc_future *f);
 void distc__future_complete(distc_future *f, int err, distc_value *v,
                             char *errmsg);
 void distc__future_unref(distc_future *f);
+/* Calls cb(f, arg) once f completes, on the completing thread (the I/O
+ * thread or a spinning waiter: keep it short, never block), or at once on
+ * this thread if f is already complete. */
+void distc__future_on_done(distc_future *f,
+                           void (*cb)(distc_future *f, void *arg), void *arg);
 
 /* ---- output.c ---- */
 /* Worker: captures fds 1 and 2 into a pipe; the I/O thread and the executor
