@@ -132,7 +132,8 @@ int distc__conn_send(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
   put_hdr(hdr, (uint32_t)total, type, flags, id);
   v[0].iov_base = hdr;
   v[0].iov_len = sizeof hdr;
-  memcpy(v + 1, iov, sizeof *iov * (size_t)iovcnt);
+  if (iovcnt > 0)
+    memcpy(v + 1, iov, sizeof *iov * (size_t)iovcnt);
   int n = iovcnt + 1, first = 0, rc = 0;
 
   pthread_mutex_lock(&c->wlock);
