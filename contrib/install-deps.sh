@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# install-deps.sh — every Debian 12 package distc needs to build and test.
+# Run as root (or with sudo).  Kept in one place: README and .ci/run use it.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+packages=(
+  gcc meson ninja-build pkg-config python3 valgrind  # build and test tools
+  libuv1-dev libmsgpack-dev nettle-dev              # libdistc
+  libhwloc-dev hwloc                                 # distc-launch -p auto, --bind
+)
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
