@@ -463,7 +463,7 @@ static int dec_array(const distc__dec *d, const msgpack_object_ext *x,
                  (unsigned long long)d->seglen[idx], bytes);
     src = d->seg[idx];
   }
-  distc_value *v = distc_array((distc_dtype)dtype, (int)ndim, dims);
+  distc_value *v = distc__array_uninit((distc_dtype)dtype, (int)ndim, dims);
   if (!v)
     return distc__seterr(DISTC_ENOMEM, "out of memory decoding an array of "
                          "%zu bytes", bytes);

@@ -223,8 +223,9 @@ int distc__conn_read_frame(distc__conn *c, distc__frame *f) {
                  c->id, c->partial.h.type, c->partial.h.len);
       return DISTC_EPROTO;
     }
-    /* +1 so an empty payload still gets a distinct, freeable buffer. */
-    c->partial.payload = distc__alloc((size_t)c->partial.h.len + 1);
+    /* +1 so an empty payload still gets a distinct, freeable buffer;
+     * aligned_alloc gives a large one huge pages. */
+    c->partial.payload = distc__aligned_alloc((size_t)c->partial.h.len + 1);
     if (!c->partial.payload)
       return DISTC_ENOMEM;
     c->partial_have = 0;

@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "common.h"
 #include "value.h"
@@ -33,10 +34,22 @@ void *distc__realloc(void *p, size_t n) {
   return alloc_should_fail() ? NULL : realloc(p, n ? n : 1);
 }
 
-/* 64 bytes: a cache line, and enough for any SIMD load on the data. */
+/* 64 bytes: a cache line, and enough for any SIMD load on the data.
+ * Large blocks get 2 MiB alignment and transparent huge pages: a fresh
+ * 64 MiB buffer then takes 32 page faults instead of 16,384, which was a
+ * third of the time of receiving it. */
+#define HUGE_MIN ((size_t)4 << 20)
+#define HUGE_ALIGN ((size_t)2 << 20)
 void *distc__aligned_alloc(size_t n) {
-  if (n > SIZE_MAX - 63 || alloc_should_fail())
+  if (n > SIZE_MAX - HUGE_ALIGN || alloc_should_fail())
     return NULL;
+  if (n >= HUGE_MIN) {
+    size_t rounded = (n + HUGE_ALIGN - 1) & ~(HUGE_ALIGN - 1);
+    void *p = aligned_alloc(HUGE_ALIGN, rounded);
+    if (p)
+      madvise(p, rounded, MADV_HUGEPAGE);
+    return p;
+  }
   /* C11 wants the size to be a multiple of the alignment. */
   size_t rounded = n ? (n + 63) & ~(size_t)63 : 64;
   return aligned_alloc(64, rounded);
@@ -129,6 +142,13 @@ distc_value *distc_bytes(const void *p, size_t n) {
 }
 
 distc_value *distc_array(distc_dtype t, int ndim, const size_t *dims) {
+  distc_value *v = distc__array_uninit(t, ndim, dims);
+  if (v)
+    memset(v->u.a.data, 0, v->u.a.len * distc_dtype_size(t));
+  return v;
+}
+
+distc_value *distc__array_uninit(distc_dtype t, int ndim, const size_t *dims) {
   size_t esize = distc_dtype_size(t);
   if (esize == 0) {
     distc__seterr(DISTC_EINVAL, "unknown array dtype %d", (int)t);
@@ -159,7 +179,6 @@ distc_value *distc_array(distc_dtype t, int ndim, const size_t *dims) {
     distc__seterr(DISTC_ENOMEM, "out of memory allocating %zu bytes", bytes);
     return NULL;
   }
-  memset(v->u.a.data, 0, bytes);
   v->u.a.dtype = t;
   v->u.a.ndim = ndim;
   for (int k = 0; k < ndim; k++)

@@ -95,6 +95,9 @@ const msgpack_object *distc__dec_root(const distc__dec *d);
 int distc__dec_value(const distc__dec *d, const msgpack_object *o,
                      distc_value **out);
 
+/* distc_array without the zero fill, for data about to be overwritten. */
+distc_value *distc__array_uninit(distc_dtype t, int ndim, const size_t *dims);
+
 /* Allocation of value memory goes through here so tests can inject failure. */
 void *distc__alloc(size_t n);
 void *distc__realloc(void *p, size_t n);
