@@ -27,7 +27,7 @@ double distc__now(void) {
 
 /* ---- futures ---- */
 
-static distc_future *future_new(int pid) {
+distc_future *distc__future_new(int pid) {
   distc_future *f = calloc(1, sizeof *f);
   if (!f)
     return NULL;
@@ -146,6 +146,8 @@ void distc__future_wait(distc_future *f) {
 
   double t0 = distc__now(), budget = atomic_load(&spin_ns);
   bool spun_ok = false;
+  if (c && !worker)
+    distc__conn_quiet(c, true);
   while (distc__now() - t0 < budget) {
     if (is_done(f)) {
       spun_ok = true;
@@ -160,6 +162,8 @@ void distc__future_wait(distc_future *f) {
     }
     distc__cpu_relax();
   }
+  if (c && !worker)
+    distc__conn_quiet(c, false);
 
   if (!spun_ok) {
     if (worker) {
@@ -410,7 +414,7 @@ static int start_call(int pid, const char *fn, const distc_value *args,
     return distc__seterr(DISTC_EINVAL, "arguments must be a list (distc_listv)");
   if (pid == DISTC_ANY)
     pid = pick_any();
-  distc_future *f = future_new(pid);
+  distc_future *f = distc__future_new(pid);
   if (!f)
     return distc__seterr(DISTC_ENOMEM, "out of memory");
   if (pid == C->myid) {

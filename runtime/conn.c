@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -49,7 +50,9 @@ distc__conn *distc__conn_new(int fd) {
     return NULL;
   }
   c->fd = fd;
+  c->epfd = -1;
   atomic_init(&c->refs, 1);
+  pthread_mutex_init(&c->qlock, NULL);
   pthread_mutex_init(&c->wlock, NULL);
   pthread_mutex_init(&c->rlock, NULL);
   pthread_mutex_init(&c->plock, NULL);
@@ -70,7 +73,24 @@ void distc__conn_unref(distc__conn *c) {
   pthread_mutex_destroy(&c->wlock);
   pthread_mutex_destroy(&c->rlock);
   pthread_mutex_destroy(&c->plock);
+  pthread_mutex_destroy(&c->qlock);
   free(c);
+}
+
+void distc__conn_quiet(distc__conn *c, bool on) {
+  if (c->epfd < 0)
+    return;
+  pthread_mutex_lock(&c->qlock);
+  bool was = c->spinners > 0;
+  c->spinners += on ? 1 : -1;
+  if (was != (c->spinners > 0)) {
+    /* Hang-ups and errors are reported even with no events asked for, so
+     * a worker that dies while we spin is still noticed. */
+    struct epoll_event ev = {.events = c->spinners ? 0 : EPOLLIN | EPOLLRDHUP,
+                             .data.ptr = c->epdata};
+    epoll_ctl(c->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+  }
+  pthread_mutex_unlock(&c->qlock);
 }
 
 static void put_hdr(unsigned char *b, uint32_t len, uint8_t type,

@@ -92,6 +92,13 @@ typedef struct distc__conn {
   char *linebuf;         /* master: partial output line of this worker */
   size_t linelen;
   atomic_bool lost;      /* master: membership already updated */
+
+  /* master: the I/O thread's epoll set holding fd (-1: none), and how many
+   * waiters are spinning on it (see distc__conn_quiet) */
+  int epfd;
+  void *epdata;
+  pthread_mutex_t qlock;
+  int spinners;
 } distc__conn;
 
 /* conn.c */
@@ -113,6 +120,11 @@ int distc__pending_put(distc__conn *c, distc_future *f);
 distc_future *distc__pending_take(distc__conn *c, uint64_t id);
 /* Completes every pending future of c with a process-exited error. */
 void distc__conn_fail_pending(distc__conn *c);
+/* A waiter that spins reading c itself takes c out of the I/O thread's
+ * epoll set meanwhile (on), and puts it back when it stops (off): otherwise
+ * every answer would also wake the I/O thread, a third runnable thread on
+ * two cores that preempts the very processes doing the work. */
+void distc__conn_quiet(distc__conn *c, bool on);
 size_t distc__max_frame(void);
 int distc__set_nonblock(int fd, bool on);
 
@@ -151,6 +163,10 @@ void distc__complete_call(distc__conn *c, distc__frame *f);
 /* Waits for f, pumping its connection while spinning (adaptive), then
  * blocking. */
 void distc__future_wait(distc_future *f);
+/* A pending future of process pid with one reference (the caller's), for
+ * code that completes it itself (distc__future_complete); NULL when out of
+ * memory. */
+distc_future *distc__future_new(int pid);
 void distc__future_complete(distc_future *f, int err, distc_value *v,
                             char *errmsg);
 void distc__future_unref(distc_future *f);

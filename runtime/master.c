@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -49,6 +50,11 @@ typedef struct distc__job {
 
 static int control_fd = -1;
 static bool stopping;
+/* Admitted workers' sockets live in this epoll set, itself watched by the
+ * loop, so that a spinning waiter can take its connection out of it
+ * (distc__conn_quiet) without calling into libuv from another thread. */
+static int conn_epfd = -1;
+static uv_poll_t conn_poll;
 
 /* ---- membership ---- */
 
@@ -168,17 +174,25 @@ static void peer_closed(uv_handle_t *h) {
 static void peer_close(peer *p) {
   if (p->closing)
     return;
+  if (p->stage == 2)
+    epoll_ctl(conn_epfd, EPOLL_CTL_DEL, p->conn->fd, NULL);
   p->closing = 2;
   uv_close((uv_handle_t *)&p->poll, peer_closed);
   uv_close((uv_handle_t *)&p->timer, peer_closed);
 }
 
-static void on_worker_io(uv_poll_t *h, int status, int events) {
+static void on_workers_io(uv_poll_t *h, int status, int events) {
+  (void)h;
+  (void)status;
   (void)events;
-  peer *p = h->data;
-  if (status < 0 || distc__master_pump(p->conn, true) < 0) {
-    distc__worker_lost(p->conn);
-    peer_close(p);
+  struct epoll_event ev[64];
+  int n = epoll_wait(conn_epfd, ev, 64, 0);
+  for (int i = 0; i < n; i++) {
+    peer *p = ev[i].data.ptr;
+    if (!p->closing && distc__master_pump(p->conn, true) < 0) {
+      distc__worker_lost(p->conn);
+      peer_close(p);
+    }
   }
 }
 
@@ -259,6 +273,8 @@ static void admit(peer *p, uint32_t len) {
     return;
   }
   c->id = id;
+  c->epfd = conn_epfd;
+  c->epdata = p;
   c->index = index;
   c->ospid = ospid;
   memcpy(c->host, host, sizeof host);
@@ -297,9 +313,18 @@ static void admit(peer *p, uint32_t len) {
   pthread_cond_broadcast(&C->changed);
   pthread_mutex_unlock(&C->lock);
 
-  p->stage = 2;
+  /* From now on the worker's socket is read through conn_epfd. */
+  uv_poll_stop(&p->poll);
   uv_timer_stop(&p->timer);
-  uv_poll_start(&p->poll, UV_READABLE | UV_DISCONNECT, on_worker_io);
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = p};
+  if (epoll_ctl(conn_epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
+    distc__log(DISTC__LOG_ERROR, "cannot watch worker %d: %s", id,
+               strerror(errno));
+    distc__worker_lost(c);
+    peer_close(p);
+    return;
+  }
+  p->stage = 2;
   distc__log(DISTC__LOG_INFO, "worker %d joined (pid %d on %s)", id,
              (int)ospid, host);
 }
@@ -403,7 +428,8 @@ static void close_walk(uv_handle_t *h, void *arg) {
   if (uv_is_closing(h))
     return;
   if (h->data && (h->type == UV_POLL || h->type == UV_TIMER) &&
-      h != (uv_handle_t *)&distc__C.listen_poll) {
+      h != (uv_handle_t *)&distc__C.listen_poll &&
+      h != (uv_handle_t *)&conn_poll) {
     peer_close(h->data);
     return;
   }
@@ -637,9 +663,13 @@ int distc__master_init(void) {
 
   C->next_index = nworkers;
   distc__log_setid(1);
-  if (uv_loop_init(&C->loop) || uv_async_init(&C->loop, &C->wake, on_wake) ||
+  conn_epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (conn_epfd < 0 || uv_loop_init(&C->loop) ||
+      uv_async_init(&C->loop, &C->wake, on_wake) ||
       uv_poll_init(&C->loop, &C->listen_poll, C->listen_fd) ||
-      uv_poll_start(&C->listen_poll, UV_READABLE, on_listen)) {
+      uv_poll_start(&C->listen_poll, UV_READABLE, on_listen) ||
+      uv_poll_init(&C->loop, &conn_poll, conn_epfd) ||
+      uv_poll_start(&conn_poll, UV_READABLE, on_workers_io)) {
     rc = distc__seterr(DISTC_EIO, "cannot set up the event loop");
     goto fail;
   }
@@ -858,6 +888,9 @@ int distc__master_finalize(void) {
     C->io_running = false;
     uv_loop_close(&C->loop);
   }
+  if (conn_epfd >= 0)
+    close(conn_epfd);
+  conn_epfd = -1;
   pthread_mutex_lock(&C->qlock);
   bool service = C->service_running;
   C->service_running = false;
