@@ -88,12 +88,18 @@ static bool is_done(distc_future *f) {
 bool distc_isready(distc_future *f) {
   if (!f)
     return false;
-  if (!is_done(f) && distc__C.is_master) {
+  if (is_done(f))
+    return true;
+  if (distc__C.is_master) {
     distc__conn *c = distc__conn_get(f->pid);
     if (c) {
       distc__master_pump(c, false);
       distc__conn_unref(c);
     }
+  } else if (distc__C.master) {
+    /* On a worker nobody else reads the connection. */
+    while (!is_done(f) && distc__worker_pump_once(distc__C.master) > 0)
+      ;
   }
   return is_done(f);
 }
@@ -284,7 +290,7 @@ static void send_error(distc__conn *c, uint64_t id, int err, const char *msg) {
 void distc__run_call(distc__conn *c, distc__frame *f) {
   distc__dec d;
   distc_value *args = NULL, *result = NULL;
-  char *msg = NULL, name[256];
+  char *msg = NULL, name[DISTC__NAME_MAX + 1];
   int err = distc__dec_open(&d, f->payload, f->h.len);
   if (err) {
     msg = strdup("malformed call");
@@ -380,9 +386,13 @@ void distc__complete_call(distc__conn *c, distc__frame *f) {
 
 /* ---- the public calls ---- */
 
+/* The master deals round robin over the workers; a worker, which can only
+ * call the master, runs "anywhere" work itself. */
 static int pick_any(void) {
   distc__cluster *C = &distc__C;
   int pid = C->myid;
+  if (!C->is_master)
+    return pid;
   pthread_mutex_lock(&C->lock);
   if (C->nids > 0)
     pid = C->ids[C->rr++ % C->nids];
@@ -390,13 +400,16 @@ static int pick_any(void) {
   return pid;
 }
 
-static int call_local(distc_future *f, const char *fn, const distc_value *args) {
+static int call_local(distc_future *f, const char *fn, const distc_value *args,
+                      uint8_t flags) {
   int err;
   char *msg = NULL, *full = NULL;
   distc_value *v = invoke(fn, args, &err, &msg);
   if (err && asprintf(&full, "On worker %d: %s", distc__C.myid,
                       msg ? msg : distc_strerror(err)) < 0)
     full = NULL;
+  if (err && (flags & DISTC__F_NORESULT))
+    distc__log(DISTC__LOG_ERROR, "remote_do: %s", full ? full : "failed");
   free(msg);
   distc__future_complete(f, err, v, full);
   return 0;
@@ -408,8 +421,9 @@ static int start_call(int pid, const char *fn, const distc_value *args,
   int rc = 0;
   if (!C->initialised || C->finalised)
     return distc__seterr(DISTC_ESTATE, "call distc_init() before making calls");
-  if (!fn)
-    return distc__seterr(DISTC_EINVAL, "no function name given");
+  if (!fn || !*fn || strlen(fn) > DISTC__NAME_MAX)
+    return distc__seterr(DISTC_EINVAL, "a function name of 1 to %d bytes is "
+                                       "needed", DISTC__NAME_MAX);
   if (args && distc_value_type(args) != DISTC_LIST)
     return distc__seterr(DISTC_EINVAL, "arguments must be a list (distc_listv)");
   if (pid == DISTC_ANY)
@@ -418,7 +432,7 @@ static int start_call(int pid, const char *fn, const distc_value *args,
   if (!f)
     return distc__seterr(DISTC_ENOMEM, "out of memory");
   if (pid == C->myid) {
-    call_local(f, fn, args);
+    call_local(f, fn, args, flags);
     *out = f;
     return 0;
   }
@@ -432,10 +446,15 @@ static int start_call(int pid, const char *fn, const distc_value *args,
   distc__conn *c = C->is_master ? distc__conn_get(pid) : C->master;
   if (!c) {
     distc__future_unref(f);
+    pthread_mutex_lock(&C->lock);
+    bool left = pid > 0 && pid < C->conncap && C->conns[pid] == DISTC__GONE;
+    pthread_mutex_unlock(&C->lock);
+    if (left)
+      return distc__seterr(DISTC_EPROCEXIT, "On worker %d: process exited "
+                                            "(or was removed by "
+                                            "distc_rmprocs)", pid);
     return distc__seterr(DISTC_ENOENT,
-                         "there is no process %d (it exited, was removed, or "
-                         "never existed; see distc_workers())",
-                         pid);
+                         "there is no process %d (see distc_workers())", pid);
   }
   f->callid = atomic_fetch_add(&next_callid, 1);
   if (!(flags & DISTC__F_NORESULT) && (rc = distc__pending_put(c, f)) < 0)
@@ -457,7 +476,12 @@ static int start_call(int pid, const char *fn, const distc_value *args,
     char *keep = strdup(distc_errmsg());
     distc_future *p = distc__pending_take(c, f->callid);
     distc__future_unref(p);
-    distc__seterr(rc, "On worker %d: %s", pid, keep ? keep : "");
+    /* Only a lost connection is the worker's doing; a message too large
+     * to send is the caller's. */
+    if (rc == DISTC_EPROCEXIT)
+      distc__seterr(rc, "On worker %d: %s", pid, keep ? keep : "");
+    else
+      distc__seterr(rc, "%s", keep ? keep : distc_strerror(rc));
     free(keep);
     goto fail;
   }
@@ -541,26 +565,43 @@ int distc_everywhere(const char *fn, const distc_value *args) {
   distc__cluster *C = &distc__C;
   if (!C->initialised)
     return distc__seterr(DISTC_ESTATE, "call distc_init() first");
-  int ids[1024], n = distc_workers(ids, 1024), rc = 0;
-  if (n > 1024)
-    n = 1024;
-  distc_future *fs[1025];
+  if (!C->is_master)
+    return distc__seterr(DISTC_ENOTMASTER, "distc_everywhere runs from the "
+                                           "master");
+  int n = distc_workers(NULL, 0), rc = 0;
+  int *ids = calloc((size_t)n + 1, sizeof *ids);
+  distc_future **fs = calloc((size_t)n + 1, sizeof *fs);
   size_t nf = 0;
-  /* The master runs last so the workers are already busy meanwhile. */
-  for (int i = 0; i < n; i++) {
-    if (ids[i] == C->myid)
+  if (!ids || !fs) {
+    rc = distc__seterr(DISTC_ENOMEM, "out of memory");
+    goto out;
+  }
+  /* Workers may join or leave meanwhile: take what is there now. */
+  int now = distc_workers(ids, n);
+  if (now < n)
+    n = now;
+  /* The master runs last so the workers are already busy meanwhile.  A
+   * worker that cannot be reached gets a failed future of its own, so its
+   * error is gathered with the others. */
+  for (int i = 0; i <= n; i++) {
+    int pid = i < n ? ids[i] : C->myid;
+    if (i < n && pid == C->myid)
       continue;
-    if ((rc = distc_remotecall(ids[i], fn, args, &fs[nf])) < 0)
-      goto out;
+    int e = distc_remotecall(pid, fn, args, &fs[nf]);
+    if (e < 0) {
+      fs[nf] = distc__future_new(pid);
+      if (!fs[nf])
+        continue;
+      distc__future_complete(fs[nf], e, NULL, strdup(distc_errmsg()));
+    }
     nf++;
   }
-  if ((rc = distc_remotecall(C->myid, fn, args, &fs[nf])) < 0)
-    goto out;
-  nf++;
   rc = gather(fs, nf);
 out:
   for (size_t i = 0; i < nf; i++)
     distc__future_unref(fs[i]);
+  free(fs);
+  free(ids);
   return rc;
 }
 

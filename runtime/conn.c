@@ -137,18 +137,22 @@ static int wait_writable(int fd) {
 
 int distc__conn_send(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
                      const struct iovec *iov, int iovcnt) {
-  struct iovec v[IOV_MAX];
+  struct iovec small[64], *v = small;
   unsigned char hdr[DISTC__HDR_LEN];
   size_t total = 0;
-  if (iovcnt + 1 > IOV_MAX)
-    return distc__seterr(DISTC_ETOOBIG, "message has too many parts");
+  if (iovcnt + 1 > (int)DISTC__ARRAY_LEN(small) &&
+      !(v = malloc(sizeof *v * ((size_t)iovcnt + 1))))
+    return distc__seterr(DISTC_ENOMEM, "out of memory");
   for (int i = 0; i < iovcnt; i++)
     total += iov[i].iov_len;
-  if (total > distc__max_frame())
+  if (total > distc__max_frame()) {
+    if (v != small)
+      free(v);
     return distc__seterr(DISTC_ETOOBIG,
                          "message of %zu bytes exceeds the frame limit of %zu "
                          "bytes (set DISTC_MAX_FRAME to raise it)",
                          total, distc__max_frame());
+  }
   put_hdr(hdr, (uint32_t)total, type, flags, id);
   v[0].iov_base = hdr;
   v[0].iov_len = sizeof hdr;
@@ -162,7 +166,8 @@ int distc__conn_send(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
       rc = DISTC_EPROCEXIT;
       break;
     }
-    struct msghdr m = {.msg_iov = v + first, .msg_iovlen = (size_t)(n - first)};
+    int k = n - first < IOV_MAX ? n - first : IOV_MAX;
+    struct msghdr m = {.msg_iov = v + first, .msg_iovlen = (size_t)k};
     ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL);
     if (w < 0) {
       if (errno == EINTR)
@@ -180,6 +185,8 @@ int distc__conn_send(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
     }
   }
   pthread_mutex_unlock(&c->wlock);
+  if (v != small)
+    free(v);
   if (rc)
     distc__seterr(rc, "process %d exited (connection lost)", c->id);
   return rc;
@@ -187,12 +194,21 @@ int distc__conn_send(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
 
 int distc__send_encoded(distc__conn *c, uint8_t type, uint8_t flags,
                         uint64_t id, distc__enc *e) {
-  struct iovec iov[256];
+  /* Head, msgpack part, and one entry per segment at most. */
+  struct iovec small[64], *iov = small;
+  int max = (int)DISTC__ARRAY_LEN(small);
+  if (e->nsegs + 2 > (size_t)max) {
+    max = (int)e->nsegs + 2;
+    if (!(iov = malloc(sizeof *iov * (size_t)max)))
+      return distc__seterr(DISTC_ENOMEM, "out of memory");
+  }
   size_t total;
-  int n = distc__enc_finish(e, iov, (int)DISTC__ARRAY_LEN(iov), &total);
-  if (n < 0)
-    return n;
-  return distc__conn_send(c, type, flags, id, iov, n);
+  int n = distc__enc_finish(e, iov, max, &total);
+  if (n >= 0)
+    n = distc__conn_send(c, type, flags, id, iov, n);
+  if (iov != small)
+    free(iov);
+  return n;
 }
 
 /* Fills the staging buffer with whatever the socket has.  Returns bytes

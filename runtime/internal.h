@@ -29,6 +29,7 @@ enum {
   DISTC__F_REFUSE,      /* master -> worker: [message] */
 };
 #define DISTC__F_NORESULT 1 /* CALL flag: remote_do, send nothing back */
+#define DISTC__NAME_MAX 255 /* longest function name */
 
 #define DISTC__HDR_LEN 16
 typedef struct distc__hdr {
@@ -217,8 +218,7 @@ typedef struct distc__cluster {
   int nmanagers;
   pthread_mutex_t addprocs_lock;
 
-  /* service thread: calls made to the master by workers */
-  pthread_t service;
+  /* service threads: calls made to the master by workers */
   bool service_running;
   pthread_mutex_t qlock;
   pthread_cond_t qcond;

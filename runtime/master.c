@@ -449,13 +449,22 @@ static void io_main(void *arg) {
 
 /* ---- the service thread: calls workers make to the master ---- */
 
+/* Service threads are started on demand, one more whenever a call arrives
+ * and none is idle: a call a worker makes to the master may itself call
+ * that worker, which may call the master again, and each link of such a
+ * chain needs a thread of its own or the chain deadlocks. */
+#define SERVICE_MAX 64
+static int service_threads, service_idle;
+
 static void *service_main(void *arg) {
   (void)arg;
   distc__cluster *C = &distc__C;
   pthread_mutex_lock(&C->qlock);
   for (;;) {
+    service_idle++;
     while (!C->qhead && C->service_running)
       pthread_cond_wait(&C->qcond, &C->qlock);
+    service_idle--;
     if (!C->qhead)
       break;
     distc__job *j = C->qhead;
@@ -469,6 +478,8 @@ static void *service_main(void *arg) {
     free(j);
     pthread_mutex_lock(&C->qlock);
   }
+  if (--service_threads == 0)
+    pthread_cond_broadcast(&C->qcond);
   pthread_mutex_unlock(&C->qlock);
   return NULL;
 }
@@ -484,9 +495,15 @@ void distc__service_enqueue(distc__conn *c, distc__frame *f) {
   j->conn = c;
   j->frame = *f;
   pthread_mutex_lock(&C->qlock);
-  if (!C->service_running) {
-    C->service_running =
-        pthread_create(&C->service, NULL, service_main, NULL) == 0;
+  C->service_running = true;
+  if (service_idle == 0 && service_threads < SERVICE_MAX) {
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, service_main, NULL) == 0)
+      service_threads++;
+    pthread_attr_destroy(&attr);
   }
   if (C->qtail)
     C->qtail->next = j;
@@ -601,7 +618,10 @@ static int await_workers(int first, int n, double deadline,
                          joined, n, C->master_addr);
       break;
     }
-    if (alive && !alive(arg)) {
+    pthread_mutex_unlock(&C->lock);
+    bool gone = alive && !alive(arg);
+    pthread_mutex_lock(&C->lock);
+    if (gone) {
       rc = distc__seterr(DISTC_ESPAWN,
                          "a worker exited before connecting to the master (%d "
                          "of %d had joined); is the program linked with "
@@ -706,10 +726,12 @@ static void note_exit(void *arg, int index, pid_t pid, int status) {
   (void)status;
   batch *b = arg;
   int id = DISTC_INDEX_TO_ID(index);
-  distc__conn *c = distc__conn_get(id);
-  if (!c)
+  distc__cluster *C = &distc__C;
+  pthread_mutex_lock(&C->lock);
+  /* One that joined and left since is not an early exit. */
+  if (id >= C->conncap || !C->conns[id])
     b->exited_early++;
-  distc__conn_unref(c);
+  pthread_mutex_unlock(&C->lock);
 }
 
 static bool batch_alive(void *arg) {
@@ -717,6 +739,8 @@ static bool batch_alive(void *arg) {
   b->m->ops->reap(b->m->state, note_exit, b);
   return b->exited_early == 0;
 }
+
+static int remove_workers(const int *ids, int n);
 
 static void reap_all(void) {
   distc__cluster *C = &distc__C;
@@ -794,7 +818,7 @@ int distc_addprocs(const distc_addprocs_opts *o, int *ids) {
         joined[k++] = c->id;
       distc__conn_unref(c);
     }
-    distc_rmprocs(joined, k);
+    remove_workers(joined, k);
     distc_manager_stop(m, SIGKILL, 1.0, NULL, NULL);
     distc__seterr(rc, "%s", msg ? msg : distc_strerror(rc));
     free(msg);
@@ -818,6 +842,19 @@ int distc_rmprocs(const int *ids, int n) {
   if (!C->is_master)
     return distc__seterr(DISTC_ENOTMASTER, "only the master can remove "
                                            "workers");
+  if (n < 0 || (n > 0 && !ids))
+    return distc__seterr(DISTC_EINVAL, "rmprocs: no ids given");
+  int rc = remove_workers(ids, n);
+  pthread_mutex_lock(&C->addprocs_lock);
+  reap_all();
+  pthread_mutex_unlock(&C->addprocs_lock);
+  return rc;
+}
+
+/* Asks the workers to exit and waits for them (killing those that do not);
+ * reaping is the caller's business. */
+static int remove_workers(const int *ids, int n) {
+  distc__cluster *C = &distc__C;
   distc__conn **cs = calloc((size_t)n + 1, sizeof *cs);
   if (!cs)
     return distc__seterr(DISTC_ENOMEM, "out of memory");
@@ -858,9 +895,6 @@ int distc_rmprocs(const int *ids, int n) {
     distc__conn_unref(cs[i]);
   }
   free(cs);
-  pthread_mutex_lock(&C->addprocs_lock);
-  reap_all();
-  pthread_mutex_unlock(&C->addprocs_lock);
   return rc;
 }
 
@@ -892,12 +926,11 @@ int distc__master_finalize(void) {
     close(conn_epfd);
   conn_epfd = -1;
   pthread_mutex_lock(&C->qlock);
-  bool service = C->service_running;
   C->service_running = false;
-  pthread_cond_signal(&C->qcond);
+  pthread_cond_broadcast(&C->qcond);
+  while (service_threads > 0)
+    pthread_cond_wait(&C->qcond, &C->qlock);
   pthread_mutex_unlock(&C->qlock);
-  if (service)
-    pthread_join(C->service, NULL);
 
   pthread_mutex_lock(&C->lock);
   for (int i = 0; i < C->conncap; i++) {

@@ -110,6 +110,49 @@ DISTC_FUNCTION(ask_master) {
   return v;
 }
 
+/* worker -> master -> worker -> master: each link needs its own thread on
+ * the master. */
+DISTC_FUNCTION(chain_master) {
+  distc_value *v = NULL;
+  int from = (int)distc_value_int(distc_list_at(args, 0));
+  if (distc_remotecall_fetch(from, "ask_master", NULL, &v) < 0)
+    return distc_fail(ctx, "%s", distc_errmsg());
+  return v;
+}
+
+DISTC_FUNCTION(chain_start) {
+  distc_value *v = NULL;
+  distc_value *a = distc_listv(1, distc_int(distc_myid()));
+  int rc = distc_remotecall_fetch(DISTC_MASTER, "chain_master", a, &v);
+  distc_value_free(a);
+  if (rc < 0)
+    return distc_fail(ctx, "%s", distc_errmsg());
+  return v;
+}
+
+/* Polls isready on a worker until the master's answer is in. */
+DISTC_FUNCTION(poll_master) {
+  distc_future *f;
+  distc_value *a = distc_listv(1, distc_int(11)), *v = NULL;
+  int rc = distc_remotecall(DISTC_MASTER, "echo", a, &f);
+  distc_value_free(a);
+  if (rc < 0)
+    return distc_fail(ctx, "%s", distc_errmsg());
+  for (long i = 0; i < 100000000 && !distc_isready(f); i++)
+    ;
+  bool ready = distc_isready(f);
+  if (ready)
+    distc_fetch(f, &v);
+  distc_future_free(f);
+  if (!ready)
+    return distc_fail(ctx, "isready never became true");
+  return v;
+}
+
+DISTC_FUNCTION(everywhere_from_worker) {
+  return distc_int(distc_everywhere("myid", NULL));
+}
+
 /* ---- cases ---- */
 
 static void case_identity(void) {
@@ -198,6 +241,21 @@ static void case_calls(void) {
   }
   CHECK(good == 200, "in flight %d", good);
   distc_value_free(a);
+
+  OK(distc_remotecall_fetch(3, "chain_start", NULL, &v));
+  CHECK(v && distc_value_int(v) == 7, "chain");
+  distc_value_free(v);
+  OK(distc_remotecall_fetch(2, "poll_master", NULL, &v));
+  CHECK(v && distc_value_int(v) == 11, "isready on a worker");
+  distc_value_free(v);
+  OK(distc_remotecall_fetch(2, "everywhere_from_worker", NULL, &v));
+  CHECK(v && distc_value_int(v) == DISTC_ENOTMASTER, "everywhere on a worker");
+  distc_value_free(v);
+  char longname[300];
+  memset(longname, 'x', sizeof longname - 1);
+  longname[sizeof longname - 1] = '\0';
+  CHECK(distc_remotecall_fetch(2, longname, NULL, &v) == DISTC_EINVAL,
+        "long name: %s", distc_errmsg());
 }
 
 static void case_values(void) {
@@ -217,6 +275,19 @@ static void case_values(void) {
       distc_string("héllo"), distc_bytes("a\0b", 3), arr, large, list,
       distc_array(DISTC_U8, 1, (size_t[]){0}),
   };
+  /* More large arrays in one message than one sendmsg takes. */
+  distc_value *many = distc_list(0);
+  for (int i = 0; i < 1500; i++) {
+    distc_value *x = distc_array(DISTC_I32, 1, (size_t[]){2048});
+    ((int32_t *)distc_array_data(x))[7] = i;
+    distc_list_push(many, x);
+  }
+  distc_value *a1 = distc_listv(1, many), *back = NULL;
+  OK(distc_remotecall_fetch(2, "echo", a1, &back));
+  CHECK(back && distc_value_equal(back, distc_list_at(a1, 0)), "1500 arrays");
+  distc_value_free(back);
+  distc_value_free(a1);
+
   for (size_t i = 0; i < sizeof vals / sizeof *vals; i++) {
     distc_value *a = distc_listv(1, distc_value_ref(vals[i])), *v = NULL;
     OK(distc_remotecall_fetch(2, "echo", a, &v));
@@ -288,11 +359,14 @@ static void case_kill_worker(void) {
   distc_future_free(f);
   /* Later calls to it fail at once; the other worker is unaffected. */
   rc = distc_remotecall_fetch(2, "myid", NULL, &v);
-  CHECK(rc == DISTC_ENOENT, "dead worker rc %d", rc);
+  CHECK(rc == DISTC_EPROCEXIT && strstr(distc_errmsg(), "On worker 2"),
+        "dead worker rc %d %s", rc, distc_errmsg());
   CHECK(distc_nworkers() == 1, "nworkers %d", distc_nworkers());
   OK(distc_remotecall_fetch(3, "myid", NULL, &v));
   distc_value_free(v);
 }
+
+static const char *other_binary;
 
 static void case_addprocs(void) {
   /* Started with one worker (id 2). */
@@ -309,7 +383,8 @@ static void case_addprocs(void) {
   int rm[] = {2, 3};
   OK(distc_rmprocs(rm, 2));
   CHECK(distc_nworkers() == 1, "after rmprocs %d", distc_nworkers());
-  CHECK(distc_remotecall_fetch(3, "myid", NULL, &v) == DISTC_ENOENT, "gone");
+  CHECK(distc_remotecall_fetch(3, "myid", NULL, &v) == DISTC_EPROCEXIT,
+        "removed: %s", distc_errmsg());
   /* Ids are never reused. */
   o.count = 1;
   n = distc_addprocs(&o, ids);
@@ -330,6 +405,25 @@ static void case_addprocs(void) {
   CHECK(n < 0 && strstr(distc_errmsg(), "/nonexistent/prog"), "missing: %d %s",
         n, distc_errmsg());
   CHECK(distc_nworkers() == 3, "nworkers %d", distc_nworkers());
+  /* A program that exits instead of connecting fails the call, promptly. */
+  o = (distc_addprocs_opts){.count = 2, .exename = "/bin/true",
+                            .timeout_s = 30};
+  double t0 = now_s();
+  n = distc_addprocs(&o, ids);
+  CHECK(n == DISTC_ESPAWN && strstr(distc_errmsg(), "before connecting"),
+        "not linked: %d %s", n, distc_errmsg());
+  CHECK(now_s() - t0 < 10, "noticed in %.1f s", now_s() - t0);
+  /* A different distc binary is refused at the handshake. */
+  if (other_binary) {
+    o = (distc_addprocs_opts){.count = 1, .exename = other_binary,
+                              .timeout_s = 30};
+    n = distc_addprocs(&o, ids);
+    CHECK(n == DISTC_EFINGERPRINT && strstr(distc_errmsg(), "different binary"),
+          "other binary: %d %s", n, distc_errmsg());
+  }
+  CHECK(distc_nworkers() == 3, "nworkers after failures %d", distc_nworkers());
+  OK(distc_remotecall_fetch(6, "myid", NULL, &v));
+  distc_value_free(v);
 }
 
 DISTC_FUNCTION(getenv_cwd) {
@@ -426,8 +520,10 @@ int main(int argc, char **argv) {
     case_everywhere();
   else if (!strcmp(name, "kill-worker"))
     case_kill_worker();
-  else if (!strcmp(name, "addprocs"))
+  else if (!strcmp(name, "addprocs")) {
+    other_binary = argc > 2 ? argv[2] : NULL;
     case_addprocs();
+  }
   else if (!strcmp(name, "standalone"))
     case_standalone();
   else if (!strcmp(name, "load"))
