@@ -7,6 +7,9 @@ packages=(
   gcc meson ninja-build pkg-config python3 valgrind  # build and test tools
   libuv1-dev libmsgpack-dev nettle-dev              # libdistc
   libhwloc-dev hwloc                                 # distc-launch -p auto, --bind
+  libssh-dev                                         # the ssh manager
+  openssh-server openssh-client iproute2 nftables    # its test hosts (tests/ssh)
+  libopenblas-dev liblapacke-dev                     # contrib/svd, datamove
 )
 apt-get update -qq >/dev/null
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null

@@ -16,8 +16,16 @@ enum {
 
 /* ---- options.c ---------------------------------------------------------- */
 
+/* An option that belongs to a cluster manager (--hosts, --tunnel, ...):
+ * passed to it as given, after it is chosen. */
+typedef struct distc__manager_opt {
+  const char *name;  /* long name without "--" */
+  const char *value; /* NULL for a flag; points into argv */
+} distc__manager_opt;
+
 typedef struct distc__launch_opts {
   int nworkers;        /* 0: auto, one per physical core */
+  bool procs_given;    /* -p was on the command line */
   const char *dir;     /* --dir, or NULL */
   char *exe_path;      /* worker executable, absolute (owned) */
   const char **env;    /* --env entries, NULL-terminated (array owned, the
@@ -30,6 +38,9 @@ typedef struct distc__launch_opts {
   bool dry_run;
   char *program; /* the program, absolute (owned) */
   char **argv;   /* its argv, argv[0] as typed (points into argv) */
+  distc__manager_opt *mopts; /* manager options in command-line order
+                                (array owned) */
+  int nmopts;
 } distc__launch_opts;
 
 /* Parses main's argv.  Returns 0 to run, 1 when it printed what was asked
@@ -85,6 +96,7 @@ typedef struct distc__supervision {
   pid_t master;
   int control_fd; /* taken over: closed by distc__supervise */
   int nworkers;
+  bool remote; /* workers on other hosts: hint at --master-addr/--tunnel */
   double timeout_s;
   const char *program; /* as the user typed it, for messages */
   bool verbose;

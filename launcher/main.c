@@ -34,10 +34,14 @@ static int fill_secret(unsigned char *secret) {
   return 0;
 }
 
-/* A TCP socket listening on 127.0.0.1 at a port the kernel picks. */
-static int open_listener(int *fd_out, int *port_out) {
-  struct sockaddr_in sa = {.sin_family = AF_INET,
-                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+/* A TCP socket listening at a port the kernel picks: on 127.0.0.1, or on
+ * every address when workers on other hosts must reach it (each dials the
+ * address its own host sees us at; the handshake, not the address, keeps
+ * strangers out). */
+static int open_listener(bool any, int *fd_out, int *port_out) {
+  struct sockaddr_in sa = {
+      .sin_family = AF_INET,
+      .sin_addr.s_addr = htonl(any ? INADDR_ANY : INADDR_LOOPBACK)};
   socklen_t len = sizeof sa;
   int rc;
 
@@ -48,9 +52,8 @@ static int open_listener(int *fd_out, int *port_out) {
   if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
       listen(fd, LISTEN_BACKLOG) != 0 ||
       getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
-    rc = distc__seterr(DISTC_EIO,
-                       "cannot listen on 127.0.0.1 for the workers: %s",
-                       strerror(errno));
+    rc = distc__seterr(DISTC_EIO, "cannot listen on %s for the workers: %s",
+                       any ? "0.0.0.0" : "127.0.0.1", strerror(errno));
     goto close_fd;
   }
   *fd_out = fd;
@@ -62,9 +65,44 @@ close_fd:
   return rc;
 }
 
+/* Prints the error, every line of it prefixed (a failure on several hosts
+ * is one line each). */
 static int fail(int code) {
-  fprintf(stderr, "distc-launch: %s\n", distc_errmsg());
+  const char *msg = distc_errmsg();
+  do {
+    size_t n = strcspn(msg, "\n");
+    fprintf(stderr, "distc-launch: %.*s\n", (int)n, msg);
+    msg += n + (msg[n] == '\n');
+  } while (*msg != '\0');
   return code;
+}
+
+/* The manager the command line asks for: --manager, else the one whose
+ * options were given (--hosts means ssh), else NULL (environment and
+ * detection decide). */
+static const char *chosen_manager(const distc__launch_opts *o) {
+  if (o->manager != NULL || o->nmopts == 0)
+    return o->manager;
+  const distc_manager_ops *ops = distc_manager_for_option(o->mopts[0].name);
+  return ops ? ops->name : NULL;
+}
+
+/* Hands the manager its options, each checked against what it honours. */
+static int configure_manager(distc_manager *m, const distc__launch_opts *o) {
+  int rc = distc_manager_set_common(m, o->timeout_s, o->verbose, o->dry_run);
+  for (int i = 0; i < o->nmopts && rc == 0; i++) {
+    const distc__manager_opt *mo = &o->mopts[i];
+    if (!distc_manager_has_option(m, mo->name)) {
+      const distc_manager_ops *owner = distc_manager_for_option(mo->name);
+      return distc__seterr(DISTC_EINVAL,
+                           "--%s is an option of the %s manager, not of %s; "
+                           "drop it, or use --manager %s",
+                           mo->name, owner ? owner->name : "?", m->ops->name,
+                           owner ? owner->name : "?");
+    }
+    rc = m->ops->set_option(m->state, mo->name, mo->value);
+  }
+  return rc;
 }
 
 int main(int argc, char **argv) {
@@ -86,15 +124,34 @@ int main(int argc, char **argv) {
     code = rc > 0 ? 0 : fail(DISTC__EXIT_USAGE);
     goto free_opts;
   }
-  rc = distc_manager_open(&m, o.manager, o.verbose);
+  /* Options that belong to one manager choose it; say which, when asked. */
+  bool implied = o.manager == NULL && o.nmopts > 0;
+  rc = distc_manager_open(&m, chosen_manager(&o), o.verbose && !implied);
+  if (rc == 0 && o.verbose && implied) {
+    const char *by = o.mopts[0].name;
+    for (int i = 0; i < o.nmopts; i++)
+      if (strcmp(o.mopts[i].name, "hosts") == 0 ||
+          strcmp(o.mopts[i].name, "hostfile") == 0)
+        by = o.mopts[i].name;
+    fprintf(stderr, "distc-launch: cluster manager %s (implied by --%s)\n",
+            m.ops->name, by);
+  }
   if (rc != 0) {
     code = fail(rc == DISTC_EINVAL ? DISTC__EXIT_USAGE : DISTC__EXIT_FAILURE);
     goto free_opts;
   }
+  rc = configure_manager(&m, &o);
+  if (rc != 0) {
+    code = fail(rc == DISTC_EINVAL ? DISTC__EXIT_USAGE : DISTC__EXIT_FAILURE);
+    goto close_manager;
+  }
+  /* A remote manager starts workers here only when -p asks for them. */
+  bool remote = m.ops->remote;
+  bool local_auto = o.nworkers == 0 && (o.procs_given || !remote);
 
   /* hwloc only when something needs the cores. */
   int cores = 0;
-  if (o.nworkers == 0 || o.bind || o.blas_threads == 0) {
+  if (local_auto || o.bind || o.blas_threads == 0) {
     rc = distc__topology_open(&topo);
     if (rc != 0) {
       code = fail(DISTC__EXIT_FAILURE);
@@ -103,14 +160,15 @@ int main(int argc, char **argv) {
     cores = distc__topology_cores(topo);
   }
 
-  rc = m.ops->nodes(m.state, o.nworkers ? o.nworkers : cores, &hosts, &nhosts);
+  int requested = o.nworkers ? o.nworkers : local_auto ? cores : 0;
+  rc = m.ops->nodes(m.state, requested, &hosts, &nhosts);
   if (rc != 0) {
-    code = fail(DISTC__EXIT_FAILURE);
+    code = fail(rc == DISTC_EINVAL ? DISTC__EXIT_USAGE : DISTC__EXIT_FAILURE);
     goto close_topo;
   }
   int count = 0;
   for (int i = 0; i < nhosts; i++)
-    count += hosts[i].slots;
+    count += hosts[i].slots > 0 ? hosts[i].slots : 0;
   if (count <= 0) {
     distc__seterr(DISTC_EINVAL,
                   "the %s manager has no slots for workers; "
@@ -133,7 +191,13 @@ int main(int argc, char **argv) {
     for (int k = 0; k < count; k++)
       bind_cpu[k] = distc__topology_core_cpu(topo, k);
   }
-  if (o.verbose && cores > 0)
+  if (o.verbose && remote)
+    fprintf(stderr,
+            "distc-launch: %d workers, %d of them on this host; BLAS/OpenMP "
+            "threads: %s\n",
+            count, requested,
+            o.blas_threads ? "as given" : "cores / workers of each host");
+  else if (o.verbose && cores > 0)
     fprintf(stderr,
             "distc-launch: %d workers, %d BLAS/OpenMP threads each "
             "(%d cores here)\n",
@@ -148,7 +212,7 @@ int main(int argc, char **argv) {
       goto free_bind;
     }
     signals = true;
-    if ((rc = open_listener(&listen_fd, &port)) != 0) {
+    if ((rc = open_listener(remote, &listen_fd, &port)) != 0) {
       code = fail(DISTC__EXIT_FAILURE);
       goto restore_signals;
     }
@@ -157,6 +221,7 @@ int main(int argc, char **argv) {
     snprintf(master_addr, sizeof master_addr, "127.0.0.1:<port>");
   }
 
+  int started = count;
   distc_launch_spec spec = {
       .count = count,
       .first_index = 0,
@@ -170,6 +235,8 @@ int main(int argc, char **argv) {
       .bind_cpu = bind_cpu,
       .verbose = o.verbose,
       .dry_run = o.dry_run,
+      .started = &started,
+      .blas_auto = o.blas_threads == 0,
   };
   rc = m.ops->launch(m.state, &spec);
   if (rc != 0) {
@@ -184,7 +251,7 @@ int main(int argc, char **argv) {
       .env = o.env,
       .listen_fd = listen_fd,
       .secret = secret,
-      .nworkers = count,
+      .nworkers = started,
       .timeout_s = o.timeout_s,
       .verbose = o.verbose,
       .dry_run = o.dry_run,
@@ -206,7 +273,8 @@ int main(int argc, char **argv) {
       .m = &m,
       .master = master,
       .control_fd = control_fd,
-      .nworkers = count,
+      .nworkers = started,
+      .remote = remote,
       .timeout_s = o.timeout_s,
       .program = o.argv[0],
       .verbose = o.verbose,

@@ -31,6 +31,7 @@ enum opt_id {
   OPT_DRY_RUN,
   OPT_HELP,
   OPT_VERSION,
+  OPT_MANAGER_OPT, /* handed to the cluster manager as it is */
 };
 
 typedef struct opt_def {
@@ -54,6 +55,16 @@ static const opt_def opt_defs[] = {
     {"dry-run", 0, false, OPT_DRY_RUN},
     {"help", 'h', false, OPT_HELP},
     {"version", 'V', false, OPT_VERSION},
+    /* the ssh manager's */
+    {"hosts", 0, true, OPT_MANAGER_OPT},
+    {"hostfile", 0, true, OPT_MANAGER_OPT},
+    {"ssh-identity", 0, true, OPT_MANAGER_OPT},
+    {"ssh-config", 0, true, OPT_MANAGER_OPT},
+    {"accept-new-hostkeys", 0, false, OPT_MANAGER_OPT},
+    {"master-addr", 0, true, OPT_MANAGER_OPT},
+    {"tunnel", 0, false, OPT_MANAGER_OPT},
+    {"max-connecting", 0, true, OPT_MANAGER_OPT},
+    {"allow-partial", 0, false, OPT_MANAGER_OPT},
 };
 /* clang-format on */
 
@@ -72,7 +83,8 @@ static const char usage_text[] =
     "                       (repeatable)\n"
     "      --timeout S      seconds to wait for the workers to connect\n"
     "                       (default 60, decimals allowed)\n"
-    "      --manager NAME   cluster manager (known: local); default:\n"
+    "      --manager NAME   cluster manager (known: local, ssh); default:\n"
+    "                       implied by the options below, else\n"
     "                       $DISTC_MANAGER, else detected, else local\n"
     "      --bind           bind worker i to core i mod cores\n"
     "      --blas-threads N OPENBLAS_NUM_THREADS and OMP_NUM_THREADS of each\n"
@@ -80,6 +92,22 @@ static const char usage_text[] =
     "  -v, --verbose        say which manager was chosen and print every\n"
     "                       command started\n"
     "      --dry-run        print the commands, start nothing\n"
+    "\n"
+    "workers on other hosts over SSH (the ssh manager; -p N adds N here):\n"
+    "      --hosts LIST     e.g. node1:2,user@node2:4,node3:2222:auto\n"
+    "      --hostfile FILE  one host per line, also 'host slots=N' and\n"
+    "                       'N*host', with optional dir= and exename=\n"
+    "      --ssh-identity F private key to use (default: the SSH agent, then\n"
+    "                       the identity files of the ssh configuration)\n"
+    "      --ssh-config F   ssh_config file (default ~/.ssh/config and\n"
+    "                       /etc/ssh/ssh_config)\n"
+    "      --accept-new-hostkeys  add keys of hosts not in known_hosts\n"
+    "      --master-addr A  address of this host the workers dial (default:\n"
+    "                       this host's address on each SSH connection)\n"
+    "      --tunnel         workers connect back through the SSH session\n"
+    "      --max-connecting N  hosts connected at once (default 10)\n"
+    "      --allow-partial  start on the hosts that work, leave out others\n"
+    "\n"
     "  -h, --help           print this help and exit\n"
     "  -V, --version        print the version and exit\n"
     "\n"
@@ -266,6 +294,7 @@ static int apply(const opt_def *d, const char *v, distc__launch_opts *o,
                  const char **exename) {
   switch (d->id) {
   case OPT_PROCS:
+    o->procs_given = true;
     return parse_procs(v, o);
   case OPT_DIR:
     return parse_dir(v, o);
@@ -311,6 +340,13 @@ static int apply(const opt_def *d, const char *v, distc__launch_opts *o,
   case OPT_VERSION:
     printf("distc-launch %s\n", DISTC_VERSION);
     return 1;
+  case OPT_MANAGER_OPT:
+    if (d->has_arg && v[0] == '\0')
+      return distc__seterr(DISTC_EINVAL,
+                           "--%s needs a value; see distc-launch --help",
+                           d->lng);
+    o->mopts[o->nmopts++] = (distc__manager_opt){d->lng, v};
+    return 0;
   }
   return 0;
 }
@@ -323,7 +359,8 @@ int distc__options_parse(int argc, char **argv, distc__launch_opts *o) {
   *o = (distc__launch_opts){.timeout_s = DEFAULT_TIMEOUT_S};
   /* Every --env takes at least one word, so argc entries always suffice. */
   o->env = calloc((size_t)argc + 1, sizeof *o->env);
-  if (o->env == NULL)
+  o->mopts = calloc((size_t)argc + 1, sizeof *o->mopts);
+  if (o->env == NULL || o->mopts == NULL)
     return distc__seterr(DISTC_ENOMEM, "out of memory");
 
   for (i = 1; i < argc; i++) {
@@ -385,8 +422,19 @@ int distc__options_parse(int argc, char **argv, distc__launch_opts *o) {
   rc = resolve_program("program", argv[i], &o->program);
   if (rc != 0)
     return rc;
-  /* Checked here for the local manager; a remote manager will want the
-   * path as given, to be found on the remote host. */
+  /* Checked here when workers run on this host.  For workers on other hosts
+   * only, it is looked for there: a path is made absolute (from our
+   * directory, as the local case reads it), a bare name is left to their
+   * PATH. */
+  if (exename != NULL && o->nmopts > 0 && !o->procs_given) {
+    if (exename[0] == '\0')
+      return distc__seterr(DISTC_EINVAL,
+                           "--exename is empty; give a program to run");
+    o->exe_path = strchr(exename, '/') ? absolute(exename) : strdup(exename);
+    if (o->exe_path == NULL)
+      return distc__seterr(DISTC_ENOMEM, "out of memory");
+    return 0;
+  }
   if (exename != NULL)
     return resolve_program("--exename", exename, &o->exe_path);
   o->exe_path = strdup(o->program);
@@ -397,6 +445,8 @@ int distc__options_parse(int argc, char **argv, distc__launch_opts *o) {
 
 void distc__options_free(distc__launch_opts *o) {
   free(o->env);
+  free(o->mopts);
+  o->mopts = NULL;
   free(o->program);
   free(o->exe_path);
   o->env = NULL;

@@ -207,11 +207,19 @@ static void teardown(run *r, bool now) {
   }
 }
 
+/* Workers on other hosts that never connect usually cannot reach us. */
+static const char *remote_hint(const run *r) {
+  return r->sv->remote ? " Workers on other hosts must reach this host: if "
+                         "one cannot, give --master-addr with an address it "
+                         "can reach, or --tunnel"
+                       : "";
+}
+
 static const char *hint(const run *r) {
   static char buf[512];
   snprintf(buf, sizeof buf,
-           "is %s linked with libdistc and does it call distc_init() first?",
-           r->sv->program);
+           "is %s linked with libdistc and does it call distc_init() first?%s",
+           r->sv->program, remote_hint(r));
   return buf;
 }
 
@@ -320,8 +328,12 @@ int distc__supervise(const distc__supervision *sv) {
     sigdelset(&run_mask, handled[i]);
   r.deadline = now_s() + sv->timeout_s + TIMEOUT_SLACK_S;
 
+  /* Workers on other hosts end without a SIGCHLD; their manager says so
+   * on this descriptor. */
+  int event_fd = m->ops->event_fd(m->state);
   for (;;) {
-    struct pollfd fds[2] = {{.fd = sig_pipe[0], .events = POLLIN},
+    struct pollfd fds[3] = {{.fd = sig_pipe[0], .events = POLLIN},
+                            {.fd = event_fd, .events = POLLIN},
                             {.fd = r.control_fd, .events = POLLIN}};
     struct timespec ts, *tsp = NULL;
     if (r.phase != RUNNING) {
@@ -332,7 +344,7 @@ int distc__supervise(const distc__supervision *sv) {
       ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
       tsp = &ts;
     }
-    if (ppoll(fds, r.control_fd >= 0 ? 2 : 1, tsp, &run_mask) < 0 &&
+    if (ppoll(fds, r.control_fd >= 0 ? 3 : 2, tsp, &run_mask) < 0 &&
         errno != EINTR) {
       fprintf(stderr, "distc-launch: poll failed: %s; stopping everything\n",
               strerror(errno));
@@ -344,13 +356,14 @@ int distc__supervise(const distc__supervision *sv) {
       teardown(&r, true);
       return finish(&r, 128 + r.last_interrupt);
     }
-    if (r.control_fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR)))
+    if (r.control_fd >= 0 && (fds[2].revents & (POLLIN | POLLHUP | POLLERR)))
       read_control(&r);
     reap_master(&r);
     int running = m->ops->reap(m->state, on_worker_exit, &r);
 
     if (r.phase == STARTING && r.fail != NULL) {
-      fprintf(stderr, "distc-launch: %s\n", r.fail);
+      fprintf(stderr, "distc-launch: %s%s\n", r.fail,
+              strstr(r.fail, "connected in time") ? remote_hint(&r) : "");
       bool master_first = r.master_done;
       teardown(&r, false);
       return finish(&r, master_first ? exit_code(r.master_status)

@@ -14,9 +14,10 @@
 #include "manager.h"
 
 /* Every known manager, in no particular order (detection goes by priority).
- * SSH, SLURM and PBS join here. */
+ * SLURM and PBS join here. */
 static const distc_manager_ops *const managers[] = {
     &distc_manager_local,
+    &distc_manager_ssh,
 };
 
 /* How often distc_manager_stop() polls reap while it waits. */
@@ -35,6 +36,36 @@ static void known_names(char *buf, size_t len) {
   buf[0] = '\0';
   for (size_t i = 0; i < DISTC__ARRAY_LEN(managers) && n < len; i++)
     n += snprintf(buf + n, len - n, "%s%s", i ? ", " : "", managers[i]->name);
+}
+
+static bool lists(const distc_manager_ops *o, const char *name) {
+  for (size_t i = 0; o->options && o->options[i]; i++)
+    if (strcmp(o->options[i], name) == 0)
+      return true;
+  return false;
+}
+
+const distc_manager_ops *distc_manager_for_option(const char *name) {
+  for (size_t i = 0; i < DISTC__ARRAY_LEN(managers); i++)
+    if (lists(managers[i], name))
+      return managers[i];
+  return NULL;
+}
+
+bool distc_manager_has_option(const distc_manager *m, const char *name) {
+  return m->ops != NULL && lists(m->ops, name);
+}
+
+int distc_manager_set_common(distc_manager *m, double timeout_s, bool verbose,
+                             bool dry_run) {
+  char t[64];
+  snprintf(t, sizeof t, "%.17g", timeout_s > 0 ? timeout_s : 60.0);
+  int rc = m->ops->set_option(m->state, "timeout", t);
+  if (rc == 0 && verbose)
+    rc = m->ops->set_option(m->state, "verbose", NULL);
+  if (rc == 0 && dry_run)
+    rc = m->ops->set_option(m->state, "dry-run", NULL);
+  return rc;
 }
 
 static int unknown_manager(const char *name, const char *where) {
@@ -69,6 +100,28 @@ fail_host:
 }
 
 static void default_destroy(void *state) { (void)state; }
+
+static bool common_setting(const char *name) {
+  return strcmp(name, "timeout") == 0 || strcmp(name, "verbose") == 0 ||
+         strcmp(name, "dry-run") == 0;
+}
+
+/* A manager without options still hears the common settings, and ignores
+ * them; anything else is the caller's bug, since options are checked
+ * against the list first. */
+static int no_options(void *state, const char *name, const char *value) {
+  (void)state;
+  (void)value;
+  if (common_setting(name))
+    return 0;
+  return distc__seterr(DISTC_EINVAL, "this cluster manager takes no --%s",
+                       name);
+}
+
+static int no_event_fd(void *state) {
+  (void)state;
+  return -1;
+}
 
 int distc_manager_open(distc_manager *m, const char *name, bool verbose) {
   const distc_manager_ops *chosen = NULL;
@@ -131,6 +184,10 @@ int distc_manager_open(distc_manager *m, const char *name, bool verbose) {
     ops->nodes = default_nodes;
   if (ops->destroy == NULL)
     ops->destroy = default_destroy;
+  if (ops->event_fd == NULL)
+    ops->event_fd = no_event_fd;
+  if (ops->set_option == NULL)
+    ops->set_option = no_options;
 
   /* calloc(1, 0) may legally return NULL; a manager without state still
    * gets a unique non-NULL pointer so NULL can mean "not open". */

@@ -27,9 +27,16 @@
 #define DISTC_ENV_CONTROL_FD "DISTC_CONTROL_FD" /* master: reports to launcher */
 #define DISTC_ENV_TIMEOUT "DISTC_TIMEOUT"     /* seconds to wait for workers */
 #define DISTC_SECRET_LEN 32
+/* DISTC_ROLE of the per-host process the SSH manager starts on a remote
+ * host (managers/proxy.c), which starts that host's workers. */
+#define DISTC_ROLE_PROXY "proxy"
 
 /* Worker with launch index i gets distc id i + 2 (the master is 1). */
 #define DISTC_INDEX_TO_ID(i) ((i) + 2)
+
+/* distc_host.slots of a host whose core count decides (`host:auto`), until
+ * a manager's nodes() has asked the host. */
+#define DISTC_SLOTS_AUTO (-1)
 
 typedef struct distc_host {
   char *name;     /* "localhost" for the local manager */
@@ -56,6 +63,13 @@ typedef struct distc_launch_spec {
   const int *bind_cpu;
   bool verbose;              /* print every exact command to stderr */
   bool dry_run;              /* print, start nothing */
+  /* optional: where a manager allowed to start fewer workers than count
+   * (the SSH manager's --allow-partial) writes how many it started: always
+   * the first *started indices from first_index.  NULL: all or nothing. */
+  int *started;
+  /* blas_threads was computed from this host's cores, not asked for: a
+   * manager starting workers on other hosts computes it for each host. */
+  bool blas_auto;
 } distc_launch_spec;
 
 /* Called by reap for every started worker that has exited. */
@@ -64,10 +78,26 @@ typedef void (*distc_exit_cb)(void *arg, int index, pid_t pid, int status);
 typedef struct distc_manager_ops {
   const char *name;
   /* Options (long names, without "--") this manager honours beyond the
-   * common ones; anything else given with it is an error. */
+   * common ones, NULL-terminated; anything else given with it is an error.
+   * Giving one of them without --manager chooses this manager. */
   const char *const *options;
   int priority;         /* detection order: highest first */
   size_t state_size;    /* bytes of per-run state, zeroed by the dispatcher */
+  /* Starts workers on other hosts: the master must listen on an address
+   * they can reach, and without -p no worker runs on this host. */
+  bool remote;
+
+  /* optional: takes one option from `options` (value NULL for a flag), and
+   * the common settings every manager gets from distc_manager_set_common:
+   * "timeout" (seconds, bounds connecting and starting), "verbose",
+   * "dry-run".  Called before nodes.  A bad value is DISTC_EINVAL with a
+   * message that quotes it.  Default: common settings ignored, any other
+   * option refused. */
+  int (*set_option)(void *state, const char *name, const char *value);
+  /* optional: a descriptor that polls readable when reap may have news that
+   * no SIGCHLD announces (workers on other hosts); -1 when there is none.
+   * Owned by the state; reap drains it. */
+  int (*event_fd)(void *state);
 
   /* optional: true when running inside this manager's allocation. */
   bool (*detect)(void);
@@ -101,6 +131,13 @@ const distc_manager_ops *distc_manager_find(const char *name);
  * Reaps everything; cb may be NULL. */
 int distc_manager_stop(distc_manager *m, int sig, double timeout_s,
                        distc_exit_cb cb, void *arg);
+/* The registered manager that lists option `name` (without "--"), or NULL. */
+const distc_manager_ops *distc_manager_for_option(const char *name);
+/* Whether the open manager honours option `name`. */
+bool distc_manager_has_option(const distc_manager *m, const char *name);
+/* Passes the common settings (see set_option) to an open manager. */
+int distc_manager_set_common(distc_manager *m, double timeout_s, bool verbose,
+                             bool dry_run);
 
 /* Shared spawning helper (managers/spawn.c): builds the worker environment
  * (the caller's environ with spec->env, the DISTC_* entries and the BLAS
@@ -112,6 +149,15 @@ int distc_spawn_worker(const distc_launch_spec *spec, int index,
 
 void distc_host_free(distc_host *h, int n);
 
+/* Physical cores this process may use on this host (managers/cores.c),
+ * counted as the SSH manager counts a remote host's for `host:auto`. */
+int distc__host_cores(void);
+
+/* The remote half of the SSH manager (managers/proxy.c): what distc_init
+ * runs when DISTC_ROLE is DISTC_ROLE_PROXY.  Never returns. */
+int distc__proxy_main(int argc, char **argv) __attribute__((noreturn));
+
 extern const distc_manager_ops distc_manager_local;
+extern const distc_manager_ops distc_manager_ssh;
 
 #endif

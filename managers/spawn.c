@@ -24,7 +24,7 @@ extern char **environ;
 
 /* DISTC_* variables that are user settings, not per-process contract, and so
  * pass from the caller's environment to the workers. */
-static const char *const keep_distc[] = {"DISTC_LOG"};
+static const char *const keep_distc[] = {"DISTC_LOG", "DISTC_MAX_FRAME"};
 
 /* A NULL-terminated "K=V" vector whose strings it owns. */
 typedef struct envv {

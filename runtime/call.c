@@ -137,6 +137,7 @@ int distc__worker_pump_once(distc__conn *c) {
 /* Lost master on a worker: nothing it could do would reach anyone. */
 static void worker_orphaned(void) {
   distc__log(DISTC__LOG_ERROR, "lost the connection to the master; exiting");
+  distc__shared_orphaned();
   _exit(1);
 }
 
@@ -243,9 +244,12 @@ int distc_wait_all(distc_future *const *fs, size_t n) {
 
 /* ---- running calls ---- */
 
-/* Runs fn(args) here; on failure *err and *msg say why (msg owned). */
-static distc_value *invoke(const char *name, const distc_value *args, int *err,
-                           char **msg) {
+/* Runs fn(args) here with ctx (which says where the answer goes); on
+ * failure *err and *msg say why (msg owned).  When the function deferred its
+ * answer (ctx->deferred), what it returned is dropped and NULL comes back
+ * with *err 0. */
+static distc_value *invoke(const char *name, const distc_value *args,
+                           distc_ctx *ctx, int *err, char **msg) {
   distc_fn fn = distc__lookup(name);
   *err = 0;
   *msg = NULL;
@@ -262,20 +266,25 @@ static distc_value *invoke(const char *name, const distc_value *args, int *err,
   distc_value *empty = NULL;
   if (!args)
     args = empty = distc_list(0);
-  distc_ctx ctx = {NULL};
-  distc_value *v = fn(args, &ctx);
+  distc_value *v = fn(args, ctx);
   distc_value_free(empty);
-  if (!v) {
+  if (ctx->deferred) {
+    distc_value_free(v);
+    v = NULL;
+  } else if (!v) {
     *err = DISTC_EREMOTE;
     if (asprintf(msg, "in function '%s': %s", name,
-                 ctx.errmsg ? ctx.errmsg : "failed without a message") < 0)
+                 ctx->errmsg ? ctx->errmsg : "failed without a message") < 0)
       *msg = NULL;
   }
-  free(ctx.errmsg);
+  free(ctx->errmsg);
+  ctx->errmsg = NULL;
   return v;
 }
 
-static void send_error(distc__conn *c, uint64_t id, int err, const char *msg) {
+/* flags DISTC__F_WHERE: msg already says which process failed. */
+static void send_error(distc__conn *c, uint64_t id, int err, const char *msg,
+                       uint8_t flags) {
   distc__enc e;
   distc__enc_init(&e);
   msgpack_pack_array(&e.pk, 2);
@@ -283,7 +292,7 @@ static void send_error(distc__conn *c, uint64_t id, int err, const char *msg) {
   size_t n = msg ? strlen(msg) : 0;
   msgpack_pack_str(&e.pk, n);
   msgpack_pack_str_body(&e.pk, msg ? msg : "", n);
-  distc__send_encoded(c, DISTC__F_ERROR, 0, id, &e);
+  distc__send_encoded(c, DISTC__F_ERROR, flags, id, &e);
   distc__enc_destroy(&e);
 }
 
@@ -314,9 +323,17 @@ void distc__run_call(distc__conn *c, distc__frame *f) {
       msg = NULL;
     goto close_dec;
   }
+  distc_ctx ctx = {.conn = c, .callid = f->h.id,
+                   .noresult = (f->h.flags & DISTC__F_NORESULT) != 0};
   distc__C.worker_depth++;
-  result = invoke(name, args, &err, &msg);
+  result = invoke(name, args, &ctx, &err, &msg);
   distc__C.worker_depth--;
+  if (ctx.deferred) {
+    /* The function answers later through its distc__reply. */
+    distc__dec_close(&d);
+    distc_value_free(args);
+    return;
+  }
 close_dec:
   distc__dec_close(&d);
 answer:
@@ -328,7 +345,7 @@ answer:
     if (err)
       distc__log(DISTC__LOG_ERROR, "remote_do: %s", msg ? msg : "failed");
   } else if (err) {
-    send_error(c, f->h.id, err, msg);
+    send_error(c, f->h.id, err, msg, 0);
   } else {
     distc__enc e;
     distc__enc_init(&e);
@@ -337,7 +354,7 @@ answer:
       rc = distc__send_encoded(c, DISTC__F_RESULT, 0, f->h.id, &e);
     distc__enc_destroy(&e);
     if (rc && rc != DISTC_EPROCEXIT)
-      send_error(c, f->h.id, rc, distc_errmsg());
+      send_error(c, f->h.id, rc, distc_errmsg(), 0);
   }
   distc_value_free(result);
   free(msg);
@@ -368,9 +385,13 @@ void distc__complete_call(distc__conn *c, distc__frame *f) {
       err = (int)root->via.array.ptr[0].via.i64;
       if (err >= 0 || err <= DISTC__ERR_FIRST || err >= DISTC__ERR_END)
         err = DISTC_EREMOTE;
-      if (asprintf(&msg, "On worker %d: %.*s", c->id,
-                   (int)root->via.array.ptr[1].via.str.size,
-                   root->via.array.ptr[1].via.str.ptr) < 0)
+      /* A forwarded error already names the process it came from. */
+      int n = (int)root->via.array.ptr[1].via.str.size;
+      const char *m = root->via.array.ptr[1].via.str.ptr;
+      int w = (f->h.flags & DISTC__F_WHERE)
+                  ? asprintf(&msg, "%.*s", n, m)
+                  : asprintf(&msg, "On worker %d: %.*s", c->id, n, m);
+      if (w < 0)
         msg = NULL;
     } else {
       err = DISTC_EPROTO;
@@ -382,6 +403,141 @@ void distc__complete_call(distc__conn *c, distc__frame *f) {
     msg = NULL;
   distc__future_complete(fut, err, v, msg);
   distc__future_unref(fut);
+}
+
+/* ---- deferred answers ----
+ * A function that cannot answer yet (a take from an empty channel) must not
+ * hold the thread that runs calls: on a worker that thread is also the
+ * connection's only reader, so waiting there would stop the very call that
+ * could unblock it.  It takes the call's reply with distc__call_defer and
+ * returns; whoever completes the work later answers through the reply. */
+
+struct distc__reply {
+  distc__conn *conn;   /* the caller's connection (ref), NULL for a local call */
+  uint64_t callid;
+  bool noresult;       /* remote_do: nothing goes back */
+  distc_future *local; /* local call: the caller's future (ref) */
+  distc_future *fwd;   /* distc__forward: the forwarded call's future */
+};
+
+distc__reply *distc__call_defer(distc_ctx *ctx) {
+  distc__reply *r = calloc(1, sizeof *r);
+  if (!r)
+    return NULL;
+  r->conn = ctx->conn;
+  if (r->conn)
+    atomic_fetch_add(&r->conn->refs, 1);
+  r->callid = ctx->callid;
+  r->noresult = ctx->noresult;
+  r->local = ctx->local;
+  if (r->local)
+    atomic_fetch_add(&r->local->refs, 1);
+  ctx->deferred = true;
+  return r;
+}
+
+/* where: msg already names the process that failed. */
+static void reply_send(distc__reply *r, int err, distc_value *v,
+                       const char *msg, bool where) {
+  if (!msg)
+    msg = distc_strerror(err);
+  if (r->local) {
+    char *full = NULL;
+    if (err && (where ? (full = strdup(msg)) == NULL
+                      : asprintf(&full, "On worker %d: %s", distc__C.myid,
+                                 msg) < 0))
+      full = NULL;
+    if (err) {
+      distc_value_free(v);
+      v = NULL;
+    }
+    distc__future_complete(r->local, err, v, full);
+    distc__future_unref(r->local);
+  } else {
+    /* Output printed while the work was parked goes out first, as with an
+     * answer given at once. */
+    distc__output_drain(r->conn);
+    if (r->noresult) {
+      if (err)
+        distc__log(DISTC__LOG_ERROR, "remote_do: %s", msg);
+    } else if (err) {
+      send_error(r->conn, r->callid, err, msg, where ? DISTC__F_WHERE : 0);
+    } else {
+      distc__enc e;
+      distc__enc_init(&e);
+      int rc = distc__enc_value(&e, v);
+      if (!rc)
+        rc = distc__send_encoded(r->conn, DISTC__F_RESULT, 0, r->callid, &e);
+      distc__enc_destroy(&e);
+      if (rc && rc != DISTC_EPROCEXIT)
+        send_error(r->conn, r->callid, rc, distc_errmsg(), 0);
+    }
+    distc_value_free(v);
+    distc__conn_unref(r->conn);
+  }
+  free(r);
+}
+
+void distc__reply_send(distc__reply *r, int err, distc_value *v,
+                       const char *msg) {
+  reply_send(r, err, v, msg, false);
+}
+
+/* ---- forwarding: a worker's call to another worker, through the master ----
+ * Workers are connected to the master only, so the master runs the call for
+ * them.  It never waits for the answer on the service thread (the answer may
+ * hang on another call the service thread has yet to run): the reply is
+ * deferred and sent, from the service thread, once the forwarded call
+ * completes. */
+
+static void forward_reply(void *arg) {
+  distc__reply *r = arg;
+  distc_future *f = r->fwd;
+  reply_send(r, f->err, f->err ? NULL : distc_value_ref(f->value), f->errmsg,
+             true);
+  distc__future_unref(f);
+}
+
+/* Runs on whichever thread completed f (often the I/O thread): hand over. */
+static void forward_done(distc_future *f, void *arg) {
+  (void)f;
+  if (distc__service_post(forward_reply, arg) < 0)
+    forward_reply(arg);
+}
+
+/* [pid, fn, args]: fn(args) on worker pid, answered with its answer. */
+DISTC_FUNCTION(distc__forward) {
+  int pid = (int)distc_value_int(distc_list_at(args, 0));
+  const char *fn = distc_value_str(distc_list_at(args, 1), NULL);
+  const distc_value *fargs = distc_list_at(args, 2);
+  if (!distc__C.is_master)
+    return distc_fail(ctx, "only the master forwards calls");
+  if (!fn || distc_value_type(fargs) != DISTC_LIST)
+    return distc_fail(ctx, "distc__forward wants [pid, function, args]");
+  distc__reply *r = distc__call_defer(ctx);
+  if (!r)
+    return distc_fail(ctx, "out of memory");
+  int rc = distc_remotecall(pid, fn, fargs, &r->fwd);
+  if (rc < 0)
+    reply_send(r, rc, NULL, distc_errmsg(), false);
+  else
+    distc__future_on_done(r->fwd, forward_done, r);
+  return distc_nil();
+}
+
+int distc__remotecall_routed(int pid, const char *fn, const distc_value *args,
+                             distc_future **out) {
+  distc__cluster *C = &distc__C;
+  if (C->is_master || pid == C->myid || pid == DISTC_MASTER)
+    return distc_remotecall(pid, fn, args, out);
+  distc_value *fa = distc_listv(
+      3, distc_int(pid), distc_string(fn ? fn : ""),
+      args ? distc_value_ref((distc_value *)args) : distc_list(0));
+  if (!fa)
+    return distc__seterr(DISTC_ENOMEM, "out of memory");
+  int rc = distc_remotecall(DISTC_MASTER, "distc__forward", fa, out);
+  distc_value_free(fa);
+  return rc;
 }
 
 /* ---- the public calls ---- */
@@ -404,7 +560,10 @@ static int call_local(distc_future *f, const char *fn, const distc_value *args,
                       uint8_t flags) {
   int err;
   char *msg = NULL, *full = NULL;
-  distc_value *v = invoke(fn, args, &err, &msg);
+  distc_ctx ctx = {.local = f};
+  distc_value *v = invoke(fn, args, &ctx, &err, &msg);
+  if (ctx.deferred)
+    return 0; /* the function's distc__reply completes f */
   if (err && asprintf(&full, "On worker %d: %s", distc__C.myid,
                       msg ? msg : distc_strerror(err)) < 0)
     full = NULL;
@@ -560,6 +719,8 @@ static int gather(distc_future **fs, size_t n) {
   free(all);
   return first;
 }
+
+int distc__gather(distc_future **fs, size_t n) { return gather(fs, n); }
 
 int distc_everywhere(const char *fn, const distc_value *args) {
   distc__cluster *C = &distc__C;

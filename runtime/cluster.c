@@ -1,8 +1,10 @@
 /* cluster.c — process identity and the membership table, shared by the
  * master and worker sides; distc_init picks the side from the environment
  * the launcher (or addprocs) set. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -15,6 +17,7 @@ distc__cluster distc__C = {
     .qlock = PTHREAD_MUTEX_INITIALIZER,
     .qcond = PTHREAD_COND_INITIALIZER,
     .listen_fd = -1,
+    .remote_fd = -1,
 };
 
 int distc_init(int *argc, char ***argv) {
@@ -26,6 +29,8 @@ int distc_init(int *argc, char ***argv) {
   const char *role = getenv(DISTC_ENV_ROLE);
   if (role && strcmp(role, "worker") == 0)
     return distc__worker_main();
+  if (role && strcmp(role, DISTC_ROLE_PROXY) == 0)
+    distc__proxy_main(C->argc, C->argv); /* the SSH manager's, on its host */
   return distc__master_init();
 }
 
@@ -41,6 +46,18 @@ int distc_finalize(void) {
 }
 
 int distc_myid(void) { return distc__C.myid; }
+
+void distc__hostname(char *buf, size_t n) {
+  const char *fake = getenv("DISTC_HOSTNAME");
+  if (fake && *fake) {
+    snprintf(buf, n, "%s", fake);
+    return;
+  }
+  buf[0] = '\0';
+  if (gethostname(buf, n) < 0 || n == 0)
+    return;
+  buf[n - 1] = '\0';
+}
 
 int distc_nprocs(void) {
   pthread_mutex_lock(&distc__C.lock);

@@ -13,8 +13,9 @@
 #include "common.h"
 #include "value.h"
 
-/* msgpack ext type of an n-d array. */
+/* msgpack ext types: an n-d array; a handle (value.h). */
 #define EXT_ARRAY 1
+#define EXT_HANDLE 2
 
 /* msgpack_unpack_next keeps open containers on a fixed stack of
  * MSGPACK_EMBED_STACK_SIZE (32 in the library as built) and fails deeper
@@ -46,6 +47,27 @@ static uint64_t get_be(const unsigned char *p, int n) {
   for (int i = 0; i < n; i++)
     x = x << 8 | p[i];
   return x;
+}
+
+/* ---- handle kinds ------------------------------------------------------- */
+
+/* Written by constructors before main, read afterwards: no lock needed. */
+static const distc__handle_ops *handle_kinds[DISTC__HK_MAX];
+
+int distc__handle_register(const distc__handle_ops *ops) {
+  if (!ops || ops->kind == 0 || ops->kind >= DISTC__HK_MAX || !ops->encode ||
+      !ops->decode || !ops->release)
+    return distc__seterr(DISTC_EINVAL, "handle kind without its ops or out "
+                         "of range");
+  if (handle_kinds[ops->kind] && handle_kinds[ops->kind] != ops)
+    return distc__seterr(DISTC_EINVAL, "handle kind %u is taken by %s",
+                         ops->kind, handle_kinds[ops->kind]->name);
+  handle_kinds[ops->kind] = ops;
+  return 0;
+}
+
+const distc__handle_ops *distc__handle_lookup(unsigned kind) {
+  return kind < DISTC__HK_MAX ? handle_kinds[kind] : NULL;
 }
 
 /* ---- encoder ------------------------------------------------------------- */
@@ -133,6 +155,25 @@ static int enc_array(distc__enc *e, const distc_value *v) {
   return 0;
 }
 
+/* ext 2: u8 kind | body.  The body is small (ids and a layout). */
+static int enc_handle(distc__enc *e, const distc__handle_ops *ops,
+                      const void *obj) {
+  size_t n = ops->encode(obj, NULL, 0);
+  if (n > UINT32_MAX - 1)
+    return distc__seterr(DISTC_ETOOBIG, "%s handle of %zu bytes", ops->name, n);
+  unsigned char *body = distc__alloc(n + 1);
+  if (!body)
+    return enc_nomem();
+  body[0] = ops->kind;
+  ops->encode(obj, body + 1, n);
+  int rc = msgpack_pack_ext(&e->pk, n + 1, EXT_HANDLE) < 0 ||
+                   msgpack_pack_ext_body(&e->pk, body, n + 1) < 0
+               ? enc_nomem()
+               : 0;
+  distc__free(body);
+  return rc;
+}
+
 /* depth: lists enclosing v. */
 static int enc_rec(distc__enc *e, const distc_value *v, int depth) {
   msgpack_packer *pk = &e->pk;
@@ -164,7 +205,12 @@ static int enc_rec(distc__enc *e, const distc_value *v, int depth) {
       rc = msgpack_pack_bin_with_body(pk, v->u.s.p, v->u.s.n);
     break;
   case DISTC_ARRAY:
+    /* A shared array travels as its handle, never its data. */
+    if (v->u.a.ops)
+      return enc_handle(e, v->u.a.ops, v->u.a.obj);
     return enc_array(e, v);
+  case DISTC_HANDLE:
+    return enc_handle(e, v->u.h.ops, v->u.h.obj);
   case DISTC_LIST:
     if (depth >= DISTC__MAX_DEPTH)
       return distc__seterr(DISTC_EINVAL, "lists nested deeper than %d levels "
@@ -473,6 +519,21 @@ static int dec_array(const distc__dec *d, const msgpack_object_ext *x,
   return 0;
 }
 
+static int dec_handle(const msgpack_object_ext *x, distc_value **out) {
+  const unsigned char *p = (const unsigned char *)x->ptr;
+  if (x->size < 1)
+    return bad("empty handle");
+  const distc__handle_ops *ops = distc__handle_lookup(p[0]);
+  if (!ops)
+    return bad("handle of unknown kind %u", p[0]);
+  distc_value *v = NULL;
+  int rc = ops->decode(p + 1, x->size - 1, &v);
+  if (rc < 0)
+    return rc;
+  *out = v;
+  return 0;
+}
+
 static int dec_rec(const distc__dec *d, const msgpack_object *o, int depth,
                    distc_value **out);
 
@@ -526,6 +587,8 @@ static int dec_rec(const distc__dec *d, const msgpack_object *o, int depth,
     v = distc_bytes(o->via.bin.ptr, o->via.bin.size);
     break;
   case MSGPACK_OBJECT_EXT:
+    if (o->via.ext.type == EXT_HANDLE)
+      return dec_handle(&o->via.ext, out);
     if (o->via.ext.type != EXT_ARRAY)
       return bad("msgpack ext type %d is not a distc value", o->via.ext.type);
     return dec_array(d, &o->via.ext, out);

@@ -29,6 +29,7 @@ enum {
   DISTC__F_REFUSE,      /* master -> worker: [message] */
 };
 #define DISTC__F_NORESULT 1 /* CALL flag: remote_do, send nothing back */
+#define DISTC__F_WHERE 2    /* ERROR flag: the message names the process */
 #define DISTC__NAME_MAX 255 /* longest function name */
 
 #define DISTC__HDR_LEN 16
@@ -156,7 +157,31 @@ distc_fn distc__lookup(const char *name);
 /* ---- calls (call.c) ---- */
 struct distc_ctx {
   char *errmsg; /* set by distc_fail */
+  /* where the answer goes, for distc__call_defer */
+  distc__conn *conn;    /* the caller's connection; NULL for a local call */
+  uint64_t callid;
+  bool noresult;        /* remote_do */
+  distc_future *local;  /* local call: the caller's future */
+  bool deferred;        /* the function took the reply */
 };
+/* A deferred answer (call.c).  Inside a registered function:
+ * distc__call_defer takes over answering the call (NULL when out of memory)
+ * and whatever the function returns is then dropped; the reply must be given
+ * to distc__reply_send exactly once, from any thread but the master's I/O
+ * thread, which frees it.  v (taken over) is the result when err is 0; msg
+ * (borrowed) says what failed otherwise. */
+typedef struct distc__reply distc__reply;
+distc__reply *distc__call_defer(distc_ctx *ctx);
+void distc__reply_send(distc__reply *r, int err, distc_value *v,
+                       const char *msg);
+/* distc_remotecall, except that from a worker a call to another worker goes
+ * through the master (distc__forward), since workers hold no links to each
+ * other.  The future's pid is then the master's. */
+/* Waits for all n futures; returns the first error with every failure's
+ * message gathered into distc_errmsg(), one per line. */
+int distc__gather(distc_future **fs, size_t n);
+int distc__remotecall_routed(int pid, const char *fn, const distc_value *args,
+                             distc_future **out);
 /* Executes a CALL frame and, unless it was remote_do, answers on c. */
 void distc__run_call(distc__conn *c, distc__frame *f);
 /* Handles RESULT/ERROR frames: completes the pending future. */
@@ -211,6 +236,12 @@ typedef struct distc__cluster {
   uv_thread_t io_thread;
   uv_async_t wake;
   uv_poll_t listen_poll;
+  /* A second listener on every address, opened by the first addprocs over
+   * SSH when the first one is on loopback only. */
+  int remote_fd;
+  char remote_addr[64];
+  bool remote_pending; /* the I/O thread has yet to poll it */
+  uv_poll_t remote_poll;
   bool io_running;
   int argc;
   char **argv;          /* the master's, for workers started by addprocs */
@@ -243,6 +274,21 @@ int distc__worker_main(void); /* never returns */
 int distc__worker_pump_once(distc__conn *c);
 /* Master: queue a worker's CALL for the service thread. */
 void distc__service_enqueue(distc__conn *c, distc__frame *f);
+/* Master: runs fn(arg) on the service thread, after the jobs queued before
+ * it.  DISTC_ENOMEM (nothing queued) when out of memory. */
+int distc__service_post(void (*fn)(void *arg), void *arg);
+/* This process's host name as reported to the master: $DISTC_HOSTNAME when
+ * set (tests use it to fake a worker on another host), else gethostname. */
+void distc__hostname(char *buf, size_t n);
+
+/* ---- shared.c ---- */
+/* Worker: derives the names of this run's shared memory segments from the
+ * cluster secret, before the worker forgets it. */
+void distc__shared_set_secret(const unsigned char *secret);
+/* Worker that lost its master: unlinks whatever segment of this run the
+ * master left behind (it may have died while creating one).  Async-signal
+ * and thread safe enough to run right before _exit. */
+void distc__shared_orphaned(void);
 /* Reads and dispatches what is available on c (master side); returns < 0
  * once c is dead. */
 int distc__master_pump(distc__conn *c, bool block_lock);

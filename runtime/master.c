@@ -46,6 +46,8 @@ typedef struct distc__job {
   struct distc__job *next;
   distc__conn *conn;
   distc__frame frame;
+  void (*fn)(void *arg); /* set: run fn(arg) instead of a call */
+  void *arg;
 } distc__job;
 
 static int control_fd = -1;
@@ -390,13 +392,13 @@ static void on_handshake_timeout(uv_timer_t *t) {
 }
 
 static void on_listen(uv_poll_t *h, int status, int events) {
-  (void)h;
   (void)events;
   distc__cluster *C = &distc__C;
-  if (status < 0)
+  int lfd;
+  if (status < 0 || uv_fileno((uv_handle_t *)h, &lfd) != 0)
     return;
   for (;;) {
-    int fd = accept4(C->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0)
       return;
     int one = 1;
@@ -429,6 +431,7 @@ static void close_walk(uv_handle_t *h, void *arg) {
     return;
   if (h->data && (h->type == UV_POLL || h->type == UV_TIMER) &&
       h != (uv_handle_t *)&distc__C.listen_poll &&
+      h != (uv_handle_t *)&distc__C.remote_poll &&
       h != (uv_handle_t *)&conn_poll) {
     peer_close(h->data);
     return;
@@ -438,6 +441,14 @@ static void close_walk(uv_handle_t *h, void *arg) {
 
 static void on_wake(uv_async_t *a) {
   (void)a;
+  distc__cluster *C = &distc__C;
+  pthread_mutex_lock(&C->lock);
+  if (C->remote_pending && !stopping) {
+    C->remote_pending = false;
+    if (uv_poll_init(&C->loop, &C->remote_poll, C->remote_fd) == 0)
+      uv_poll_start(&C->remote_poll, UV_READABLE, on_listen);
+  }
+  pthread_mutex_unlock(&C->lock);
   if (stopping)
     uv_walk(&distc__C.loop, close_walk, NULL);
 }
@@ -472,9 +483,13 @@ static void *service_main(void *arg) {
     if (!C->qhead)
       C->qtail = NULL;
     pthread_mutex_unlock(&C->qlock);
-    distc__run_call(j->conn, &j->frame);
-    distc__free(j->frame.payload);
-    distc__conn_unref(j->conn);
+    if (j->fn) {
+      j->fn(j->arg);
+    } else {
+      distc__run_call(j->conn, &j->frame);
+      distc__free(j->frame.payload);
+      distc__conn_unref(j->conn);
+    }
     free(j);
     pthread_mutex_lock(&C->qlock);
   }
@@ -484,16 +499,8 @@ static void *service_main(void *arg) {
   return NULL;
 }
 
-void distc__service_enqueue(distc__conn *c, distc__frame *f) {
+static void service_push(distc__job *j) {
   distc__cluster *C = &distc__C;
-  distc__job *j = calloc(1, sizeof *j);
-  if (!j) {
-    distc__free(f->payload);
-    return;
-  }
-  atomic_fetch_add(&c->refs, 1);
-  j->conn = c;
-  j->frame = *f;
   pthread_mutex_lock(&C->qlock);
   C->service_running = true;
   if (service_idle == 0 && service_threads < SERVICE_MAX) {
@@ -512,6 +519,28 @@ void distc__service_enqueue(distc__conn *c, distc__frame *f) {
   C->qtail = j;
   pthread_cond_signal(&C->qcond);
   pthread_mutex_unlock(&C->qlock);
+}
+
+void distc__service_enqueue(distc__conn *c, distc__frame *f) {
+  distc__job *j = calloc(1, sizeof *j);
+  if (!j) {
+    distc__free(f->payload);
+    return;
+  }
+  atomic_fetch_add(&c->refs, 1);
+  j->conn = c;
+  j->frame = *f;
+  service_push(j);
+}
+
+int distc__service_post(void (*fn)(void *arg), void *arg) {
+  distc__job *j = calloc(1, sizeof *j);
+  if (!j)
+    return DISTC_ENOMEM;
+  j->fn = fn;
+  j->arg = arg;
+  service_push(j);
+  return 0;
 }
 
 /* ---- start ---- */
@@ -535,6 +564,75 @@ static int read_exact(int fd, void *buf, size_t n) {
     n -= (size_t)r;
   }
   return 0;
+}
+
+/* "127.0.0.1:PORT" of a listener on every address, for managers that start
+ * workers on other hosts (which replace the address with one their hosts
+ * can reach).  The launcher's listener already is one when it started
+ * workers over SSH; otherwise the first call opens a second listener. */
+static int remote_listener(const char **addr) {
+  distc__cluster *C = &distc__C;
+  struct sockaddr_in sa;
+  socklen_t len = sizeof sa;
+  if (getsockname(C->listen_fd, (struct sockaddr *)&sa, &len) == 0 &&
+      sa.sin_addr.s_addr == htonl(INADDR_ANY)) {
+    *addr = C->master_addr;
+    return 0;
+  }
+  if (C->remote_fd >= 0) {
+    *addr = C->remote_addr;
+    return 0;
+  }
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sa = (struct sockaddr_in){.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_ANY)};
+  len = sizeof sa;
+  if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+      listen(fd, 1024) < 0 ||
+      getsockname(fd, (struct sockaddr *)&sa, &len) < 0) {
+    int e = errno;
+    if (fd >= 0)
+      close(fd);
+    return distc__seterr(DISTC_EIO, "cannot listen on 0.0.0.0 for workers "
+                                    "on other hosts: %s",
+                         strerror(e));
+  }
+  distc__set_nonblock(fd, true);
+  pthread_mutex_lock(&C->lock);
+  C->remote_fd = fd;
+  snprintf(C->remote_addr, sizeof C->remote_addr, "127.0.0.1:%d",
+           ntohs(sa.sin_port));
+  C->remote_pending = true;
+  pthread_mutex_unlock(&C->lock);
+  uv_async_send(&C->wake); /* libuv handles belong to the I/O thread */
+  *addr = C->remote_addr;
+  return 0;
+}
+
+/* Gives the manager opened for distc_addprocs its options. */
+static int configure_manager(distc_manager *m, const distc_addprocs_opts *o,
+                             double timeout) {
+  int rc = distc_manager_set_common(m, timeout, false, false);
+  if (rc == 0 && o->hosts) {
+    if (!distc_manager_has_option(m, "hosts"))
+      return distc__seterr(DISTC_EINVAL, "the %s manager takes no hosts",
+                           m->ops->name);
+    rc = m->ops->set_option(m->state, "hosts", o->hosts);
+  }
+  for (size_t i = 0; o->manager_options && o->manager_options[i] && rc == 0;
+       i++) {
+    char name[64];
+    const char *opt = o->manager_options[i];
+    const char *eq = strchr(opt, '=');
+    size_t n = eq ? (size_t)(eq - opt) : strlen(opt);
+    snprintf(name, sizeof name, "%.*s", (int)(n < 63 ? n : 63), opt);
+    if (!distc_manager_has_option(m, name))
+      return distc__seterr(DISTC_EINVAL,
+                           "the %s manager takes no option '%s'",
+                           m->ops->name, name);
+    rc = m->ops->set_option(m->state, name, eq ? eq + 1 : NULL);
+  }
+  return rc;
 }
 
 static int open_listener(void) {
@@ -755,7 +853,7 @@ int distc_addprocs(const distc_addprocs_opts *o, int *ids) {
     return distc__seterr(DISTC_ESTATE, "call distc_init() first");
   if (!C->is_master)
     return distc__seterr(DISTC_ENOTMASTER, "only the master can add workers");
-  if (!o || o->count < 1)
+  if (!o || o->count < 0 || (o->count == 0 && !o->hosts))
     return distc__seterr(DISTC_EINVAL, "addprocs wants a count of at least 1");
 
   pthread_mutex_lock(&C->addprocs_lock);
@@ -766,8 +864,37 @@ int distc_addprocs(const distc_addprocs_opts *o, int *ids) {
   }
   C->managers = ms;
   distc_manager *m = &C->managers[C->nmanagers];
-  if ((rc = distc_manager_open(m, o->manager ? o->manager : "local", false)) < 0)
+  const char *mname = o->manager ? o->manager
+                      : o->hosts || o->manager_options ? "ssh"
+                                                       : "local";
+  if ((rc = distc_manager_open(m, mname, false)) < 0)
     goto unlock;
+  double timeout = o->timeout_s > 0 ? o->timeout_s : 60;
+  if ((rc = configure_manager(m, o, timeout)) < 0)
+    goto close_manager;
+  /* A manager with hosts of its own says how many workers they take. */
+  int count = o->count;
+  const char *master_addr = C->master_addr;
+  if (m->ops->remote) {
+    distc_host *hosts = NULL;
+    int nhosts = 0, slots = 0;
+    if ((rc = m->ops->nodes(m->state, 0, &hosts, &nhosts)) < 0)
+      goto close_manager;
+    for (int i = 0; i < nhosts; i++)
+      slots += hosts[i].slots;
+    distc_host_free(hosts, nhosts);
+    if (count > slots) {
+      rc = distc__seterr(DISTC_EINVAL,
+                         "addprocs wants %d workers but the hosts give %d "
+                         "slots; give count 0 for all of them",
+                         count, slots);
+      goto close_manager;
+    }
+    if (count == 0)
+      count = slots;
+    if ((rc = remote_listener(&master_addr)) < 0)
+      goto close_manager;
+  }
 
   char exe[4096];
   const char *exename = o->exename;
@@ -784,35 +911,38 @@ int distc_addprocs(const distc_addprocs_opts *o, int *ids) {
   char *fallback_argv[] = {(char *)exename, NULL};
   pthread_mutex_lock(&C->lock);
   int first = C->next_index;
-  C->next_index += o->count;
-  int total = C->nids + o->count;
+  C->next_index += count;
+  int total = C->nids + count;
   free(C->refused);
   C->refused = NULL;
   pthread_mutex_unlock(&C->lock);
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  int started = count;
   distc_launch_spec spec = {
-      .count = o->count,
+      .count = count,
       .first_index = first,
       .exename = exename,
       .argv = C->argv ? C->argv : fallback_argv,
       .dir = o->dir,
       .env = o->env,
-      .master_addr = C->master_addr,
+      .master_addr = master_addr,
       .secret = C->secret,
       .blas_threads = cpus > total ? (int)(cpus / total) : 1,
+      .started = &started,
+      .blas_auto = m->ops->remote,
   };
   if ((rc = m->ops->launch(m->state, &spec)) < 0)
     goto close_manager;
   C->nmanagers++;
 
-  double timeout = o->timeout_s > 0 ? o->timeout_s : 60;
-  batch b = {m, first, o->count, 0};
-  rc = await_workers(first, o->count, distc__now() + timeout * 1e9,
+  count = started; /* the indices after them are never used */
+  batch b = {m, first, count, 0};
+  rc = await_workers(first, count, distc__now() + timeout * 1e9,
                      batch_alive, &b);
   if (rc < 0) {
     char *msg = strdup(distc_errmsg());
     int joined[1024], k = 0;
-    for (int i = 0; i < o->count && k < 1024; i++) {
+    for (int i = 0; i < count && k < 1024; i++) {
       distc__conn *c = distc__conn_get(DISTC_INDEX_TO_ID(first + i));
       if (c)
         joined[k++] = c->id;
@@ -824,9 +954,9 @@ int distc_addprocs(const distc_addprocs_opts *o, int *ids) {
     free(msg);
     goto unlock;
   }
-  for (int i = 0; ids && i < o->count; i++)
+  for (int i = 0; ids && i < count; i++)
     ids[i] = DISTC_INDEX_TO_ID(first + i);
-  rc = o->count;
+  rc = count;
   goto unlock;
 close_manager:
   distc_manager_close(m);
@@ -949,6 +1079,9 @@ int distc__master_finalize(void) {
   if (C->listen_fd >= 0)
     close(C->listen_fd);
   C->listen_fd = -1;
+  if (C->remote_fd >= 0)
+    close(C->remote_fd);
+  C->remote_fd = -1;
   C->finalised = true;
   return rc;
 }

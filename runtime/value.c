@@ -6,6 +6,10 @@
  * reference to each item; freeing the last reference to a value frees its
  * items recursively.  A list that contains itself is never freed: the
  * functions refuse the direct case, the encoder's depth limit catches the rest.
+ *
+ * Handles (value.h) are values whose identity lives elsewhere: a DISTC_HANDLE
+ * value, or an array whose data is a shared mapping.  The value holds one
+ * reference to its object and gives it back through the kind's release.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -187,6 +191,62 @@ distc_value *distc__array_uninit(distc_dtype t, int ndim, const size_t *dims) {
   return v;
 }
 
+/* ---- handles --------------------------------------------------------------- */
+
+distc_value *distc__handle_value(const distc__handle_ops *ops, void *obj) {
+  distc_value *v = value_new(DISTC_HANDLE);
+  if (!v) {
+    ops->release(obj);
+    return NULL;
+  }
+  v->u.h.ops = ops;
+  v->u.h.obj = obj;
+  return v;
+}
+
+distc_value *distc__array_backed(distc_dtype t, int ndim, const size_t *dims,
+                                 void *data, const distc__handle_ops *ops,
+                                 void *obj) {
+  size_t len = 1;
+  bool ok = distc_dtype_size(t) > 0 && ndim >= 0 && ndim <= DISTC_MAXDIM;
+  for (int k = 0; ok && k < ndim; k++)
+    ok = !__builtin_mul_overflow(len, dims[k], &len);
+  distc_value *v = ok ? value_new(DISTC_ARRAY) : NULL;
+  if (!v) {
+    if (!ok)
+      distc__seterr(DISTC_EINVAL, "bad dtype or dims for a backed array");
+    ops->release(obj);
+    return NULL;
+  }
+  v->u.a.dtype = t;
+  v->u.a.ndim = ndim;
+  for (int k = 0; k < ndim; k++)
+    v->u.a.dims[k] = dims[k];
+  v->u.a.len = len;
+  v->u.a.data = data;
+  v->u.a.ops = ops;
+  v->u.a.obj = obj;
+  return v;
+}
+
+void *distc__handle_obj(const distc_value *v, unsigned kind) {
+  if (v && v->type == DISTC_HANDLE && v->u.h.ops->kind == kind)
+    return v->u.h.obj;
+  if (v && v->type == DISTC_ARRAY && v->u.a.ops && v->u.a.ops->kind == kind)
+    return v->u.a.obj;
+  return NULL;
+}
+
+/* The wire body of a handle, for equality: heap copy, or NULL. */
+static unsigned char *handle_body(const distc__handle_ops *ops, const void *obj,
+                                  size_t *n) {
+  *n = ops->encode(obj, NULL, 0);
+  unsigned char *p = malloc(*n ? *n : 1);
+  if (p)
+    ops->encode(obj, p, *n);
+  return p;
+}
+
 distc_value *distc_list(size_t n) {
   if (n > SIZE_MAX / sizeof(distc_value *)) {
     distc__seterr(DISTC_ENOMEM, "list of %zu items is too large", n);
@@ -306,7 +366,13 @@ void distc_value_free(distc_value *v) {
     distc__free(v->u.s.p);
     break;
   case DISTC_ARRAY:
-    distc__free(v->u.a.data);
+    if (v->u.a.ops)
+      v->u.a.ops->release(v->u.a.obj);
+    else
+      distc__free(v->u.a.data);
+    break;
+  case DISTC_HANDLE:
+    v->u.h.ops->release(v->u.h.obj);
     break;
   case DISTC_LIST:
     for (size_t i = 0; i < v->u.l.n; i++)
@@ -448,6 +514,18 @@ bool distc_value_equal(const distc_value *a, const distc_value *b) {
       if (!distc_value_equal(a->u.l.items[i], b->u.l.items[i]))
         return false;
     return true;
+  case DISTC_HANDLE: {
+    /* Two handles are equal when they name the same thing: same wire form. */
+    if (a->u.h.ops != b->u.h.ops)
+      return false;
+    size_t na, nb;
+    unsigned char *pa = handle_body(a->u.h.ops, a->u.h.obj, &na);
+    unsigned char *pb = handle_body(b->u.h.ops, b->u.h.obj, &nb);
+    bool eq = pa && pb && na == nb && memcmp(pa, pb, na) == 0;
+    free(pa);
+    free(pb);
+    return eq;
+  }
   }
   return false;
 }

@@ -8,6 +8,49 @@
 
 #include "distc.h"
 
+/* ---- handles ----
+ * Some values stand for something that must not be copied when sent: a
+ * shared array's memory, a distributed array, a channel.  Their kind's ops
+ * say how to send the handle (msgpack ext type 2: u8 kind | body) and how to
+ * turn a received one back into a value on this process.  Kinds register
+ * once (distc__handle_register) before any such value is decoded. */
+enum {
+  DISTC__HK_SHARED = 1,  /* shared array (shared.c) */
+  DISTC__HK_DARRAY = 2,  /* distributed array (darray.c) */
+  DISTC__HK_CHANNEL = 3, /* remote channel (channel.c) */
+  DISTC__HK_MAX = 16     /* kinds are < this */
+};
+
+typedef struct distc__handle_ops {
+  uint8_t kind;
+  const char *name; /* for messages: "shared array" */
+  /* Writes obj's wire body into buf when it fits in cap bytes; returns the
+   * body's length either way (so a NULL buf asks for the size). */
+  size_t (*encode)(const void *obj, unsigned char *buf, size_t cap);
+  /* Makes the value a received body stands for on this process: *out gets
+   * a new value; or a DISTC_E* code with distc_errmsg set (DISTC_EPROTO for
+   * a malformed body).  p is borrowed for the call. */
+  int (*decode)(const unsigned char *p, size_t n, distc_value **out);
+  /* The value holding obj is being freed. */
+  void (*release)(void *obj);
+} distc__handle_ops;
+
+/* Registers a kind (ops must live forever); DISTC_EINVAL when the kind is
+ * out of range or taken by other ops. */
+int distc__handle_register(const distc__handle_ops *ops);
+const distc__handle_ops *distc__handle_lookup(unsigned kind);
+/* A DISTC_HANDLE value holding obj (which it releases when freed).  NULL
+ * and distc_errmsg set when out of memory (obj is then released). */
+distc_value *distc__handle_value(const distc__handle_ops *ops, void *obj);
+/* A DISTC_ARRAY value whose data lives in obj (a mapping): it is sent as
+ * obj's handle, and ops->release(obj) runs when the value is freed (also
+ * when this fails: obj is then released). */
+distc_value *distc__array_backed(distc_dtype t, int ndim, const size_t *dims,
+                                 void *data, const distc__handle_ops *ops,
+                                 void *obj);
+/* The obj of a handle or backed array of the given kind, or NULL. */
+void *distc__handle_obj(const distc_value *v, unsigned kind);
+
 struct distc_value {
   atomic_int refs;
   distc_type type;
@@ -28,8 +71,14 @@ struct distc_value {
       int ndim;
       size_t dims[DISTC_MAXDIM];
       size_t len;   /* elements */
-      void *data;   /* 64-byte aligned, owned */
+      void *data;   /* 64-byte aligned, owned; or in obj when ops is set */
+      const distc__handle_ops *ops; /* NULL for an ordinary array */
+      void *obj;
     } a;
+    struct {
+      const distc__handle_ops *ops;
+      void *obj;
+    } h;
   } u;
 };
 
@@ -49,6 +98,8 @@ struct distc_value {
  * str, bin and array (for lists); n-d arrays are msgpack ext type 1:
  *   u8 dtype | u8 ndim | u8 inline | u8 0 | u64 dims[ndim] |
  *   inline ? raw data : u32 segment index
+ * and handles (DISTC_HANDLE values, and arrays backed by a handle's memory)
+ * are ext type 2: u8 kind | the kind's body.
  * The segments point into the values' own memory: the values must outlive
  * the send (the iovecs borrow them). */
 typedef struct distc__enc {

@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,8 +22,43 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "parallel.h"
 
 #define IDLE_SPIN_NS 100000.0
+
+/* How long an idle worker spins before sleeping.  Spinning pays only while
+ * every process has a core of its own: with more processes than cores a
+ * spinning idle worker holds the core a busy peer or the master needs, so
+ * an oversubscribed worker sleeps at once.  The count is the membership the
+ * master sent at joining (all on this host, the common case; spread over
+ * hosts it errs on the side of sleeping). */
+static double idle_spin_ns(void) {
+  cpu_set_t set;
+  long cores = sched_getaffinity(0, sizeof set, &set) == 0
+                   ? CPU_COUNT(&set)
+                   : sysconf(_SC_NPROCESSORS_ONLN);
+  return distc__C.nids + 1 > cores ? 0.0 : IDLE_SPIN_NS;
+}
+
+/* Answers to a run of short pmap batches leave together: while the batch
+ * about to run and the next one are both already here, and calls have been
+ * taking less than CORK_MAX_NS, the socket is corked, so the burst of
+ * answers goes out in one segment instead of one segment (and one wake-up
+ * of the master) each.  It is uncorked as soon as that stops being true, at
+ * the latest when the input runs dry: an answer waits only for short
+ * batches queued behind it, never for any other kind of call. */
+#define CORK_MAX_NS 20000.0
+
+static void cork(int fd, bool on) {
+  int v = on;
+  setsockopt(fd, IPPROTO_TCP, TCP_CORK, &v, sizeof v);
+}
+
+static bool batches_ahead(const distc__conn *c) {
+  return !c->have_hdr &&
+         distc__batches_ahead(c->stage + c->stage_off,
+                              c->stage_len - c->stage_off);
+}
 
 static uv_loop_t wloop;
 static uv_poll_t out_poll, hup_poll;
@@ -152,8 +188,8 @@ static void handshake(int fd, const unsigned char *secret, int index,
         "secret");
 
   /* HELLO: [index, ospid, host, fingerprint] */
-  char host[64] = "";
-  gethostname(host, sizeof host - 1);
+  char host[64];
+  distc__hostname(host, sizeof host);
   distc__enc e;
   distc__enc_init(&e);
   msgpack_pack_array(&e.pk, 4);
@@ -224,6 +260,7 @@ static void on_hangup(uv_poll_t *h, int status, int events) {
   (void)events;
   /* The master is gone: no result could reach anyone, and an orphaned
    * worker is exactly what must never exist. */
+  distc__shared_orphaned();
   _exit(1);
 }
 
@@ -248,6 +285,7 @@ int distc__worker_main(void) {
   }
   unsigned char secret[DISTC_SECRET_LEN];
   read_secret(secret);
+  distc__shared_set_secret(secret);
   int index = atoi(idx);
   double deadline = distc__now() + env_double(DISTC_ENV_TIMEOUT, 60) * 1e9;
   char *master_addr = strdup(addr);
@@ -284,16 +322,27 @@ int distc__worker_main(void) {
   if (uv_thread_create(&io, io_main, NULL) != 0)
     die("cannot start the I/O thread");
 
-  double last = distc__now();
+  double spin = idle_spin_ns(), last = distc__now(), took = CORK_MAX_NS;
+  bool corked = false;
   for (;;) {
+    bool want = took < CORK_MAX_NS && batches_ahead(C->master);
+    if (want != corked)
+      cork(fd, corked = want);
     int r = distc__worker_pump_once(C->master);
-    if (r < 0)
+    if (r < 0) {
+      distc__shared_orphaned();
       _exit(1);
+    }
     if (r > 0) {
-      last = distc__now();
+      double now = distc__now();
+      took = now - last;
+      last = now;
       continue;
     }
-    if (distc__now() - last < IDLE_SPIN_NS) {
+    if (corked)
+      cork(fd, corked = false);
+    took = CORK_MAX_NS; /* the next call is not known to be short */
+    if (distc__now() - last < spin) {
       distc__cpu_relax();
       continue;
     }

@@ -36,7 +36,7 @@ extern "C" {
 #define DISTC_ERRNO_MAP(X)                                                    \
   X(EINVAL, "invalid argument")                                               \
   X(ENOMEM, "out of memory")                                                  \
-  X(ENOENT, "no such worker or function")                                     \
+  X(ENOENT, "no such process")                                                \
   X(EREMOTE, "the remote function failed")                                    \
   X(ENOTREG, "function is not registered")                                    \
   X(EPROCEXIT, "the process exited")                                          \
@@ -51,7 +51,8 @@ extern "C" {
   X(ETYPE, "value has another type")                                          \
   X(ELOAD, "could not load the shared object")                                \
   X(ENOTSUP, "not supported")                                                 \
-  X(ESTATE, "distc is not initialised or already finalised")
+  X(ESTATE, "distc is not initialised or already finalised")                  \
+  X(ECLOSED, "the channel is closed")
 
 enum {
   DISTC_OK = 0,
@@ -64,8 +65,9 @@ enum {
 
 /* Static text for a DISTC_E* code (or "success"). */
 DISTC_API const char *distc_strerror(int err);
-/* Detailed message of the last failure in this thread; valid until the next
- * distc call in this thread.  Never NULL. */
+/* Detailed message of the last failure in this thread (a successful call
+ * leaves it as it was); valid until the next failure in this thread.
+ * Never NULL. */
 DISTC_API const char *distc_errmsg(void);
 
 /* ---- start and stop ---------------------------------------------------- */
@@ -100,11 +102,21 @@ typedef struct distc_addprocs_opts {
   const char *exename;     /* executable; NULL: the master's own */
   const char *const *env;  /* NULL-terminated "K=V" list added, or NULL */
   double timeout_s;        /* 0: 60 s */
+  /* Workers on other hosts over SSH: a host list as distc-launch --hosts
+   * takes it ("node1:2,user@node2:4"); the manager is then "ssh" unless
+   * named.  count 0 means every slot the hosts give (ids needs room for
+   * them); a larger count than that is an error. */
+  const char *hosts;
+  /* NULL-terminated options for the manager, written as distc-launch's
+   * long options without "--": "ssh-config=FILE", "tunnel", ... (see
+   * distc-launch(1)); an option the manager does not take is an error. */
+  const char *const *manager_options;
 } distc_addprocs_opts;
 
 /* Master only.  Starts opts->count workers and waits until all are connected
  * (or none: on failure every worker of this call is stopped).  Writes the new
- * ids to ids (room for opts->count) and returns how many were added. */
+ * ids to ids (room for opts->count) and returns how many were added (fewer
+ * only with the ssh manager's "allow-partial"). */
 DISTC_API int distc_addprocs(const distc_addprocs_opts *opts, int *ids);
 /* Master only.  Asks the workers to exit and waits for them (up to 5 s, then
  * kills them).  Their ids are never reused. */
@@ -120,7 +132,8 @@ typedef enum distc_type {
   DISTC_STRING, /* UTF-8, NUL-terminated, length known */
   DISTC_BYTES,
   DISTC_ARRAY,  /* n-d numeric, column-major like Julia */
-  DISTC_LIST
+  DISTC_LIST,
+  DISTC_HANDLE  /* a distributed array or remote channel (see the end) */
 } distc_type;
 
 typedef enum distc_dtype {
@@ -205,9 +218,9 @@ DISTC_API int distc_register(const char *name, distc_fn fn);
 DISTC_API distc_value *distc_fail(distc_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Loads a shared object on every process (master first, then workers), the
- * analog of `@everywhere using X`: its DISTC_FUNCTIONs become callable.
- * Every process's error is gathered into distc_errmsg(). */
+/* Loads a shared object on every process (the workers, then the master),
+ * the analog of `@everywhere using X`: its DISTC_FUNCTIONs become callable.
+ * Master only.  Every process's error is gathered into distc_errmsg(). */
 DISTC_API int distc_load_everywhere(const char *path);
 
 /* ---- remote calls and futures ------------------------------------------ */
@@ -246,9 +259,302 @@ DISTC_API bool distc_isready(distc_future *f);
 DISTC_API int distc_future_where(const distc_future *f);
 DISTC_API void distc_future_free(distc_future *f); /* NULL is fine */
 
-/* Runs fn(args) on every process (master included), waits for all, and
- * gathers every error into distc_errmsg(). */
+/* Master only.  Runs fn(args) on every process (master included, last),
+ * waits for all, and gathers every error into distc_errmsg(), one line per
+ * failed process. */
 DISTC_API int distc_everywhere(const char *fn, const distc_value *args);
+
+/* ---- worker pools, parallel map, distributed loops and reductions ------ */
+
+/* A worker pool: a set of processes that calls can be sent to as a group
+ * (Julia's WorkerPool).  A member that exits leaves the pool by itself.
+ * Master only; the pool may be used from several threads. */
+typedef struct distc_pool distc_pool;
+
+/* Creates a pool of the n processes in ids (live workers, or the master
+ * itself; no duplicates).  *out receives the pool, freed with
+ * distc_pool_free.  DISTC_ENOENT names an id that is not a live process. */
+DISTC_API int distc_pool_new(const int *ids, int n, distc_pool **out);
+/* Frees the pool.  Futures started through it stay valid.  NULL is fine. */
+DISTC_API void distc_pool_free(distc_pool *p);
+/* Live members now (exited workers are dropped first). */
+DISTC_API int distc_pool_size(distc_pool *p);
+/* Writes up to max live member ids (ascending) to ids; returns how many
+ * members there are (may exceed max). */
+DISTC_API int distc_pool_members(distc_pool *p, int *ids, int max);
+/* remotecall on a free member of p: one with no call of this pool still
+ * running (blocks until one is free, as Julia's take!).  The member counts as
+ * busy until the call completes.  args is borrowed; *out as distc_remotecall.
+ * DISTC_ENOENT when the pool has no live member. */
+DISTC_API int distc_remotecall_pool(distc_pool *p, const char *fn,
+                                    const distc_value *args,
+                                    distc_future **out);
+/* remotecall_pool + fetch: *result receives a new reference. */
+DISTC_API int distc_remotecall_fetch_pool(distc_pool *p, const char *fn,
+                                          const distc_value *args,
+                                          distc_value **result);
+
+/* pmap's hook for a failed item (Julia's on_error): runs on the calling
+ * thread with the item borrowed and the error's code and text, and returns
+ * a new reference to the value put in the item's place, or NULL to make
+ * pmap fail with that error. */
+typedef distc_value *(*distc_pmap_error_fn)(size_t index,
+                                            const distc_value *item, int err,
+                                            const char *msg, void *arg);
+/* pmap's retry predicate (Julia's retry_check): true to try the item again.
+ * attempt is 1 for the first retry. */
+typedef bool (*distc_pmap_retry_fn)(size_t index, int err, const char *msg,
+                                    int attempt, void *arg);
+
+/* Options of distc_pmap; all zero (or a NULL pointer) is the default:
+ * every worker, automatic batches, fail on the first error, no retries,
+ * a progress bar when stderr is a terminal. */
+typedef struct distc_pmap_opts {
+  distc_pool *pool;        /* NULL: every worker (the master when none) */
+  size_t batch_size;       /* items per call; 0: automatic (batches sized so a
+                              round trip is amortised, shrinking at the end) */
+  /* A constant extra argument: fn receives [item, arg].  It is sent once to
+   * each process that takes part, not with every item.  Borrowed for the
+   * call; NULL: fn receives [item]. */
+  const distc_value *arg;
+  distc_pmap_error_fn on_error; /* NULL: see error_value */
+  void *on_error_arg;
+  /* When on_error is NULL: put (a reference to) this value in place of a
+   * failed item; NULL: pmap fails with the item's error.  Borrowed. */
+  const distc_value *error_value;
+  int retries;             /* retries of a failed item before on_error */
+  double retry_delay_s;    /* wait before the first retry (0: none) */
+  double retry_factor;     /* each further wait this many times longer (<= 1:
+                              constant) */
+  double retry_max_delay_s; /* cap on the wait (0: none) */
+  distc_pmap_retry_fn retry_check; /* NULL: retry every error */
+  void *retry_arg;
+  bool local;              /* run every item here (Julia's distributed=false) */
+  bool no_progress;        /* never draw the progress bar */
+} distc_pmap_opts;
+
+/* Parallel map (Julia's pmap): calls fn([item]) (or fn([item, opts->arg]))
+ * for every item of inputs, a list, or an array whose elements (in memory
+ * order) are the items as int or double values.  A free worker takes the
+ * next batch, so uneven items balance.  If a worker exits, its unfinished
+ * items run on the others; with none left pmap fails with DISTC_EPROCEXIT.
+ * On success *results receives a new list, as long as inputs, in input
+ * order.  On failure (an item failed with no on_error or error_value to
+ * stand in, or no worker is left) returns the error once the batches
+ * already running have finished; distc_errmsg() names the item and worker.
+ * inputs and opts (may be NULL) are borrowed.  Master only, unless
+ * opts->local. */
+DISTC_API int distc_pmap(const char *fn, const distc_value *inputs,
+                         const distc_pmap_opts *opts, distc_value **results);
+
+/* The built-in reduction operators, element-wise on arrays (same dtype and
+ * length); an int combined with a double gives a double. */
+typedef enum distc_op {
+  DISTC_OP_SUM = 1,
+  DISTC_OP_PROD,
+  DISTC_OP_MIN,
+  DISTC_OP_MAX
+} distc_op;
+
+/* Distributed reduction (Julia's `@distributed (op) for i in lo:hi-1`): the
+ * range [lo, hi) is split into one contiguous chunk per worker (fewer when
+ * the range is shorter) and fn([clo, chi]) (or fn([clo, chi, arg])) runs once
+ * per chunk, reducing the whole chunk itself and returning its partial
+ * value.  The partials are combined in chunk order with op.  Blocking:
+ * *result receives a new reference to the result; an empty range gives nil
+ * and runs nothing.  A failed chunk fails the reduction, and distc_errmsg()
+ * names every failed chunk and its worker.  arg is borrowed.  Master
+ * only. */
+DISTC_API int distc_reduce(const char *fn, int64_t lo, int64_t hi, distc_op op,
+                           const distc_value *arg, distc_value **result);
+/* distc_reduce with a registered reducer function instead of an operator:
+ * the partials p1, p2, ... are combined as reducer([reducer([p1, p2]), p3])
+ * ..., on the master. */
+DISTC_API int distc_reduce_with(const char *fn, int64_t lo, int64_t hi,
+                                const char *reducer, const distc_value *arg,
+                                distc_value **result);
+/* Distributed loop without a reducer (`@sync @distributed for`): the same
+ * split, run for its side effects; returns once every chunk is done, with the
+ * chunks' errors gathered into distc_errmsg().  Master only. */
+DISTC_API int distc_distributed_for(const char *fn, int64_t lo, int64_t hi,
+                                    const distc_value *arg);
+/* The same, without waiting (`@distributed for`): *out receives a future,
+ * complete (with a nil value) when every chunk is done, or with the first
+ * error; free it with distc_future_free.  arg is borrowed. */
+DISTC_API int distc_distributed_for_async(const char *fn, int64_t lo,
+                                          int64_t hi, const distc_value *arg,
+                                          distc_future **out);
+
+/* ---- shared arrays, distributed arrays, remote channels ---------------- */
+
+/* Shared arrays (Julia's SharedArray).  An n-d numeric array in POSIX shared
+ * memory (or a file) mapped by the master and by a set of participants, all
+ * on the master's host.  It is an ordinary DISTC_ARRAY value: the data
+ * pointer is distc_array_data(), writes are seen by every participant at
+ * once, and passing it in a call (or to pmap) sends a handle, never the data;
+ * the worker receiving it sees the same memory.  Only the master and the
+ * participants can receive it.
+ *
+ * The segment's name is unlinked as soon as every participant has mapped it
+ * (and, should the master die before that, by the workers it leaves), so
+ * nothing stays in /dev/shm however the processes end; no file descriptor
+ * stays open.  The memory lives until the master's last reference is freed
+ * (distc_value_free); then every participant unmaps it once the values it
+ * still holds are freed too. */
+typedef struct distc_shared_opts {
+  /* The participants (master included or not; no duplicates), all on the
+   * master's host; NULL: every worker on the master's host, or the master
+   * alone when there is none (as Julia). */
+  const int *pids;
+  int npids;
+  /* A registered function run once on each participant with the arguments
+   * [S, init_args...], to fill its own part (distc_shared_localindices);
+   * NULL: the array starts zeroed (or with the file's contents). */
+  const char *init;
+  const distc_value *init_args; /* a list, or NULL; borrowed */
+  /* File-backed: map this file instead of shared memory (for data larger
+   * than memory).  The data starts offset bytes into the file.  The file
+   * must exist and be large enough, unless create is set: then it is
+   * created or grown to fit (never shrunk).  The file stays. */
+  const char *path;
+  uint64_t offset;
+  bool create;
+} distc_shared_opts;
+
+/* Master only.  Creates a shared array of dtype t and dims (column-major),
+ * maps it on every participant, runs opts->init there, and hands the caller
+ * *out (a new reference).  opts may be NULL.  Fails with DISTC_EINVAL when
+ * a participant is on another host ("needs all its processes on one
+ * machine"), DISTC_ENOENT for an id that is not a live process, DISTC_EIO
+ * when the segment or file cannot be made, and the init function's error
+ * (then nothing is left). */
+DISTC_API int distc_shared_new(distc_dtype t, int ndim, const size_t *dims,
+                               const distc_shared_opts *opts,
+                               distc_value **out);
+/* True when v is a shared array (on any process that holds one). */
+DISTC_API bool distc_is_shared(const distc_value *v);
+/* Writes up to max participant ids (in split order) to ids; returns how
+ * many there are, or DISTC_ETYPE when s is not a shared array. */
+DISTC_API int distc_shared_procs(const distc_value *s, int *ids, int max);
+/* The part of s process pid works on: linear element indices [*lo, *hi)
+ * (0-based, column-major), an even split over the participants in order;
+ * empty for a process that is not one (the master, by default).  Returns 0
+ * or DISTC_ETYPE. */
+DISTC_API int distc_shared_indices(const distc_value *s, int pid, size_t *lo,
+                                   size_t *hi);
+/* distc_shared_indices for this process (Julia's localindices). */
+DISTC_API int distc_shared_localindices(const distc_value *s, size_t *lo,
+                                        size_t *hi);
+
+/* Distributed arrays (Julia's DArray).  An n-d numeric array cut into a grid
+ * of chunks, each held by one owner (a worker, or the master if named); the
+ * data never needs to pass through the master and the owners may be on
+ * different hosts.  The array is named by a DISTC_HANDLE value: pass it in
+ * calls freely (only the small handle travels).  Creating, mapping,
+ * reducing, gathering and freeing are master-only; localpart and the layout
+ * queries work on any process holding the handle.  Indices are 0-based and
+ * half-open, per dimension. */
+typedef struct distc_darray_opts {
+  const int *pids; /* owners, in chunk order; NULL: every worker */
+  int npids;
+  /* Chunks along each dimension (ndim entries, each >= 1 and at most the
+   * dimension; their product at most the owner count); NULL: chosen from the
+   * dims and the owner count (Julia's defaultdist). */
+  const int *dist;
+  /* distc_darray_new only: a registered function run on each owner with
+   * [D, init_args...] that fills distc_darray_localpart(D) in place; NULL:
+   * zeros.  Built in: "distc_darray_rand" (init_args [seed]: uniform in
+   * [0, 1) for floating dtypes, in [0, 100) for integer ones; reproducible
+   * for a seed and layout) and "distc_darray_fill" (init_args [x]). */
+  const char *init;
+  const distc_value *init_args; /* a list, or NULL; borrowed */
+} distc_darray_opts;
+
+/* Master only.  Cuts the local array a into chunks and sends each to its
+ * owner; *out receives the handle.  a and opts (may be NULL) are
+ * borrowed. */
+DISTC_API int distc_darray_distribute(const distc_value *a,
+                                      const distc_darray_opts *opts,
+                                      distc_value **out);
+/* Master only.  Creates the chunks directly on their owners (zeroed, then
+ * opts->init); no data passes through the master. */
+DISTC_API int distc_darray_new(distc_dtype t, int ndim, const size_t *dims,
+                               const distc_darray_opts *opts,
+                               distc_value **out);
+DISTC_API bool distc_is_darray(const distc_value *v);
+/* The dtype, ndim and dims (room for DISTC_MAXDIM) of the whole array; any
+ * pointer may be NULL.  0 or DISTC_ETYPE. */
+DISTC_API int distc_darray_info(const distc_value *d, distc_dtype *t,
+                                int *ndim, size_t *dims);
+/* How many chunks there are (0 when d is not a darray). */
+DISTC_API size_t distc_darray_nchunks(const distc_value *d);
+/* Chunk i (column-major over the chunk grid): its owner and its index
+ * ranges lo[k] .. hi[k] (room for ndim each; may be NULL). */
+DISTC_API int distc_darray_chunk(const distc_value *d, size_t i, int *owner,
+                                 size_t *lo, size_t *hi);
+/* Writes up to max owner ids (chunk order) to ids; returns the count. */
+DISTC_API int distc_darray_procs(const distc_value *d, int *ids, int max);
+/* On an owner: *out receives a new reference to its chunk, an ordinary
+ * array that may be read and written in place.  DISTC_ENOENT on a process
+ * holding no chunk of d (the master, by default) or once d was freed. */
+DISTC_API int distc_darray_localpart(const distc_value *d, distc_value **out);
+/* The index ranges of this process's chunk (room for ndim each), or
+ * DISTC_ENOENT on a process that owns none. */
+DISTC_API int distc_darray_localindices(const distc_value *d, size_t *lo,
+                                        size_t *hi);
+/* Master only.  Each owner runs fn([chunk, D, args...]) on its chunk and
+ * keeps the array fn returns as its chunk of a new darray, *out.  Chunks may
+ * change shape and dtype, as long as the new chunks still tile an array:
+ * the same dtype everywhere, and chunks in one slab of the grid agreeing on
+ * their length along it (200x200xk -> 200x1xk is fine).  args: a list or
+ * NULL, borrowed. */
+DISTC_API int distc_darray_map(const distc_value *d, const char *fn,
+                               const distc_value *args, distc_value **out);
+/* Master only.  Each owner reduces its own chunk with fn([chunk, D]) (NULL:
+ * the chunk's elements combined with op), and the caller combines the
+ * partials in chunk order with op; *out receives the result (nil for an
+ * array with no elements). */
+DISTC_API int distc_darray_reduce(const distc_value *d, const char *fn,
+                                  distc_op op, distc_value **out);
+/* Master only.  Fetches every chunk into one new local array *out. */
+DISTC_API int distc_darray_gather(const distc_value *d, distc_value **out);
+/* Master only.  Releases the chunks on every owner (waiting for them) and
+ * frees the caller's reference.  Other handles to the array go stale:
+ * localpart, map and gather on them fail with DISTC_ENOENT.  Freeing a
+ * handle with distc_value_free alone releases nothing remote.  NULL is
+ * fine. */
+DISTC_API int distc_darray_free(distc_value *d);
+
+/* Remote channels (Julia's RemoteChannel).  A bounded FIFO of values owned
+ * by one process, named by a DISTC_HANDLE value usable from any process
+ * (pass it in calls).  Waiting never holds the owner's thread that runs
+ * calls.  If the owner exits, blocked calls fail with DISTC_EPROCEXIT and
+ * later ones with DISTC_ENOENT (no such process). */
+
+/* Creates a channel of capacity >= 1 on process owner (may be this one);
+ * *out receives the handle. */
+DISTC_API int distc_channel_new(int owner, size_t capacity, distc_value **out);
+DISTC_API bool distc_is_channel(const distc_value *v);
+/* Appends v (borrowed; the channel keeps its own reference, or a copy on
+ * another process), blocking while the channel is full.  DISTC_ECLOSED once
+ * the channel is closed. */
+DISTC_API int distc_channel_put(const distc_value *ch, const distc_value *v);
+/* Removes the oldest value and hands it to *out (a new reference), blocking
+ * while the channel is empty.  DISTC_ECLOSED when it is closed and empty
+ * (blocked takers wake with it). */
+DISTC_API int distc_channel_take(const distc_value *ch, distc_value **out);
+/* As take, but leaves the value in the channel (Julia's fetch). */
+DISTC_API int distc_channel_fetch(const distc_value *ch, distc_value **out);
+/* *ready: whether a value is waiting (a take would not block).  Never
+ * blocks. */
+DISTC_API int distc_channel_isready(const distc_value *ch, bool *ready);
+/* Closes the channel: later puts fail, takes drain what is left and then
+ * fail; every blocked caller wakes with DISTC_ECLOSED. */
+DISTC_API int distc_channel_close(const distc_value *ch);
+/* Closes the channel and frees it on its owner (its values with it), then
+ * frees the caller's reference.  Other handles go stale (DISTC_ENOENT).
+ * Freeing a handle with distc_value_free alone leaves the channel. */
+DISTC_API int distc_channel_free(distc_value *ch);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,256 @@
+/* ssh_prog.c — the libdistc program the SSH tests run on the test hosts.
+ *
+ *   ssh_prog where            one line per worker: where it runs
+ *   ssh_prog calls            remote calls across every worker, checked
+ *   ssh_prog hang             prints the workers, then waits to be killed
+ *   ssh_prog output           every worker prints a line
+ *   ssh_prog addprocs HOSTS SSH_CONFIG [OPTION...]
+ *                             without distc-launch: distc_addprocs over SSH
+ *
+ * A worker identifies its host by its network namespace (each test host is
+ * one), so the tests can tell where every worker ran. */
+#include <distc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAXW 256
+
+static void check(int rc, const char *what) {
+  if (rc < 0) {
+    fprintf(stderr, "ssh_prog: %s: %s\n", what, distc_errmsg());
+    exit(1);
+  }
+}
+
+static void netns(char *buf, size_t len) {
+  ssize_t n = readlink("/proc/self/ns/net", buf, len - 1);
+  buf[n > 0 ? n : 0] = '\0';
+}
+
+/* The host a worker runs on: the server address of the SSH connection that
+ * started it (sshd sets SSH_CONNECTION), or "local". */
+static void host_of(char *buf, size_t len) {
+  const char *c = getenv("SSH_CONNECTION");
+  char a[64], b[64], srv[64];
+  if (c == NULL || sscanf(c, "%63s %63s %63s", a, b, srv) != 3)
+    snprintf(buf, len, "local");
+  else
+    snprintf(buf, len, "%s", srv);
+}
+
+/* [host netns, cwd, exe, pid, "K=V K=V ..." of the variables the tests
+ * watch] */
+DISTC_FUNCTION(whereami) {
+  char ns[128], host[64], id[256], cwd[1024], exe[1024], env[2048] = "";
+  netns(ns, sizeof ns);
+  host_of(host, sizeof host);
+  snprintf(id, sizeof id, "%s %s", host, ns);
+  if (getcwd(cwd, sizeof cwd) == NULL)
+    strcpy(cwd, "?");
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  exe[n > 0 ? n : 0] = '\0';
+  static const char *const watched[] = {
+      "XTEST_FWD", "XTEST_NOT", "DISPLAY", "SSH_AUTH_SOCK",
+      "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "DISTC_LOG", "DISTC_ROLE"};
+  for (size_t i = 0; i < sizeof watched / sizeof *watched; i++) {
+    const char *v = getenv(watched[i]);
+    if (v == NULL)
+      continue;
+    size_t used = strlen(env);
+    snprintf(env + used, sizeof env - used, "%s%s=%s", used ? " " : "",
+             watched[i], v);
+  }
+  return distc_listv(5, distc_string(id), distc_string(cwd),
+                     distc_string(exe), distc_int(getpid()),
+                     distc_string(env));
+}
+
+DISTC_FUNCTION(square) {
+  int64_t x = distc_value_int(distc_list_at(args, 0));
+  return distc_int(x * x);
+}
+
+/* Sum of a double array, so a large one crosses the wire both ways. */
+DISTC_FUNCTION(echo_sum) {
+  distc_value *a = distc_list_at(args, 0);
+  const double *d = distc_array_data(a);
+  double sum = 0;
+  for (size_t i = 0; i < distc_array_len(a); i++)
+    sum += d[i];
+  return distc_listv(2, distc_value_ref(a), distc_double(sum));
+}
+
+DISTC_FUNCTION(fails) {
+  return distc_fail(ctx, "failing on purpose on worker %d", distc_myid());
+}
+
+DISTC_FUNCTION(say) {
+  printf("hello from worker %d\n", distc_myid());
+  fflush(stdout);
+  return distc_nil();
+}
+
+static int workers(int *ids) {
+  int n = distc_workers(ids, MAXW);
+  if (n > MAXW)
+    n = MAXW;
+  if (n == 1 && ids[0] == DISTC_MASTER)
+    n = 0;
+  return n;
+}
+
+static void print_where(const int *ids, int n) {
+  for (int i = 0; i < n; i++) {
+    distc_value *v;
+    check(distc_remotecall_fetch(ids[i], "whereami", NULL, &v), "whereami");
+    printf("worker %d %s %s %s %lld env=[%s]\n", ids[i],
+           distc_value_str(distc_list_at(v, 0), NULL),
+           distc_value_str(distc_list_at(v, 1), NULL),
+           distc_value_str(distc_list_at(v, 2), NULL),
+           (long long)distc_value_int(distc_list_at(v, 3)),
+           distc_value_str(distc_list_at(v, 4), NULL));
+    distc_value_free(v);
+  }
+  char ns[128];
+  netns(ns, sizeof ns);
+  printf("master local %s\n", ns);
+}
+
+static int run_calls(const int *ids, int n) {
+  int bad = 0;
+  /* One call to each, then many, spread by DISTC_ANY. */
+  for (int i = 0; i < n; i++) {
+    distc_value *args = distc_listv(1, distc_int(ids[i])), *r;
+    check(distc_remotecall_fetch(ids[i], "square", args, &r), "square");
+    if (distc_value_int(r) != (int64_t)ids[i] * ids[i]) {
+      printf("square on worker %d gave %lld\n", ids[i],
+             (long long)distc_value_int(r));
+      bad++;
+    }
+    distc_value_free(r);
+    distc_value_free(args);
+  }
+  enum { NF = 64 };
+  distc_future *fs[NF];
+  int seen[MAXW + 2] = {0};
+  for (int k = 0; k < NF; k++) {
+    distc_value *args = distc_listv(1, distc_int(k));
+    check(distc_spawnat(DISTC_ANY, "square", args, &fs[k]), "spawnat");
+    distc_value_free(args);
+  }
+  for (int k = 0; k < NF; k++) {
+    distc_value *r;
+    check(distc_fetch(fs[k], &r), "fetch");
+    if (distc_value_int(r) != (int64_t)k * k)
+      bad++;
+    int where = distc_future_where(fs[k]);
+    if (where >= 0 && where < MAXW + 2)
+      seen[where]++;
+    distc_value_free(r);
+    distc_future_free(fs[k]);
+  }
+  for (int i = 0; i < n; i++)
+    if (ids[i] < MAXW + 2 && seen[ids[i]] == 0) {
+      printf("spawnat(ANY) never ran on worker %d\n", ids[i]);
+      bad++;
+    }
+  /* 4 MiB each way per worker, all at once. */
+  size_t len = 512 * 1024;
+  distc_value *a = distc_array(DISTC_F64, 1, &len);
+  double *d = distc_array_data(a), want = 0;
+  for (size_t i = 0; i < len; i++) {
+    d[i] = (double)(i % 1000) * 0.5;
+    want += d[i];
+  }
+  distc_value *args = distc_listv(1, a);
+  distc_future *af[MAXW];
+  for (int i = 0; i < n; i++)
+    check(distc_remotecall(ids[i], "echo_sum", args, &af[i]), "echo_sum");
+  for (int i = 0; i < n; i++) {
+    distc_value *r;
+    check(distc_fetch(af[i], &r), "fetch echo_sum");
+    distc_value *back = distc_list_at(r, 0);
+    if (distc_value_double(distc_list_at(r, 1)) != want ||
+        distc_array_len(back) != len ||
+        memcmp(distc_array_data(back), d, len * sizeof *d) != 0) {
+      printf("echo_sum on worker %d came back wrong\n", ids[i]);
+      bad++;
+    }
+    distc_value_free(r);
+    distc_future_free(af[i]);
+  }
+  distc_value_free(args);
+  /* An error says where it happened. */
+  distc_value *r = NULL;
+  int rc = distc_remotecall_fetch(ids[n - 1], "fails", NULL, &r);
+  char want_msg[64];
+  snprintf(want_msg, sizeof want_msg, "On worker %d", ids[n - 1]);
+  if (rc != DISTC_EREMOTE || strstr(distc_errmsg(), want_msg) == NULL ||
+      strstr(distc_errmsg(), "failing on purpose") == NULL) {
+    printf("remote error was rc=%d '%s'\n", rc, distc_errmsg());
+    bad++;
+  }
+  distc_value_free(r);
+  return bad;
+}
+
+int main(int argc, char **argv) {
+  check(distc_init(&argc, &argv), "distc_init");
+  const char *what = argc > 1 ? argv[1] : "where";
+  int ids[MAXW];
+  int n = workers(ids);
+
+  if (strcmp(what, "where") == 0) {
+    print_where(ids, n);
+  } else if (strcmp(what, "calls") == 0) {
+    if (n == 0) {
+      printf("no workers\n");
+      return 1;
+    }
+    int bad = run_calls(ids, n);
+    printf("calls %s on %d workers\n", bad ? "FAILED" : "ok", n);
+    if (bad)
+      return 1;
+  } else if (strcmp(what, "output") == 0) {
+    for (int i = 0; i < n; i++)
+      check(distc_remotecall_wait(ids[i], "say", NULL), "say");
+  } else if (strcmp(what, "hang") == 0) {
+    print_where(ids, n);
+    printf("ready\n");
+    fflush(stdout);
+    for (;;)
+      pause();
+  } else if (strcmp(what, "addprocs") == 0 && argc >= 4) {
+    /* argv[3..]: manager options; argv[3] is the ssh config. */
+    char cfg[4096];
+    snprintf(cfg, sizeof cfg, "ssh-config=%s", argv[3]);
+    const char *opts[16] = {cfg};
+    for (int i = 4; i < argc && i - 3 < 15; i++)
+      opts[i - 3] = argv[i];
+    distc_addprocs_opts o = {
+        .count = 0, .hosts = argv[2], .manager_options = opts,
+        .timeout_s = 20};
+    int added[MAXW];
+    int k = distc_addprocs(&o, added);
+    if (k < 0) {
+      fprintf(stderr, "ssh_prog: addprocs: %s\n", distc_errmsg());
+      return 3;
+    }
+    printf("added %d\n", k);
+    n = workers(ids);
+    print_where(ids, n);
+    int bad = run_calls(ids, n);
+    printf("calls %s on %d workers\n", bad ? "FAILED" : "ok", n);
+    check(distc_rmprocs(added, k), "rmprocs");
+    printf("after rmprocs %d workers\n", workers(ids));
+    if (bad)
+      return 1;
+  } else {
+    fprintf(stderr, "ssh_prog: unknown case '%s'\n", what);
+    return 2;
+  }
+  check(distc_finalize(), "distc_finalize");
+  return 0;
+}
