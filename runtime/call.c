@@ -109,9 +109,42 @@ int distc_future_where(const distc_future *f) { return f ? f->pid : 0; }
 /* Worker side: the waiting thread is the connection's only reader, so it
  * keeps reading (and running calls that arrive meanwhile, which is what
  * makes a call back into this worker work) until its answer is in. */
+/* Worker: frames that arrived while a lent result was being copied by the
+ * master, handled in order once it is done (see await_release). */
+static struct {
+  distc__frame *f;
+  size_t head, n, cap;
+} held;
+
+static bool hold(distc__frame *fr) {
+  if (held.n == held.cap) {
+    if (held.head > 0) {
+      memmove(held.f, held.f + held.head, (held.n - held.head) * sizeof *fr);
+      held.n -= held.head;
+      held.head = 0;
+    } else {
+      size_t cap = held.cap ? held.cap * 2 : 16;
+      distc__frame *f = realloc(held.f, cap * sizeof *f);
+      if (!f)
+        return false;
+      held.f = f;
+      held.cap = cap;
+    }
+  }
+  held.f[held.n++] = *fr;
+  return true;
+}
+
 int distc__worker_pump_once(distc__conn *c) {
   distc__frame fr;
-  int r = distc__conn_read_frame(c, &fr);
+  int r = 1;
+  if (held.head < held.n) {
+    fr = held.f[held.head++];
+    if (held.head == held.n)
+      held.head = held.n = 0;
+  } else {
+    r = distc__conn_read_frame(c, &fr);
+  }
   if (r <= 0)
     return r;
   switch (fr.h.type) {
@@ -139,6 +172,33 @@ static void worker_orphaned(void) {
   distc__log(DISTC__LOG_ERROR, "lost the connection to the master; exiting");
   distc__shared_orphaned();
   _exit(1);
+}
+
+/* Worker, after sending a result with lent arrays: the master copies them
+ * out of our memory, so nothing may change them until it says it is done.
+ * Calls that arrive meanwhile wait their turn in `held`. */
+static void await_release(distc__conn *c, uint64_t id) {
+  for (;;) {
+    distc__frame fr;
+    int r = distc__conn_read_frame(c, &fr);
+    if (r < 0)
+      worker_orphaned();
+    if (r == 0) {
+      distc__conn_poll(c, 1000);
+      continue;
+    }
+    if (fr.h.type == DISTC__F_RELEASE) {
+      distc__free(fr.payload);
+      if (fr.h.id == id)
+        return;
+    } else if (fr.h.type == DISTC__F_RESULT || fr.h.type == DISTC__F_ERROR) {
+      distc__complete_call(c, &fr);
+      distc__free(fr.payload);
+    } else if (!hold(&fr)) {
+      distc__free(fr.payload);
+      distc__log(DISTC__LOG_ERROR, "out of memory holding a call");
+    }
+  }
 }
 
 void distc__future_wait(distc_future *f) {
@@ -349,10 +409,15 @@ answer:
   } else {
     distc__enc e;
     distc__enc_init(&e);
+    e.lend = !distc__C.is_master && c->cma;
     int rc = distc__enc_value(&e, result);
     if (!rc)
-      rc = distc__send_encoded(c, DISTC__F_RESULT, 0, f->h.id, &e);
+      rc = distc__send_encoded(c, DISTC__F_RESULT,
+                               e.lent ? DISTC__F_LENT : 0, f->h.id, &e);
+    bool lent = e.lent;
     distc__enc_destroy(&e);
+    if (!rc && lent)
+      await_release(c, f->h.id);
     if (rc && rc != DISTC_EPROCEXIT)
       send_error(c, f->h.id, rc, distc_errmsg(), 0);
   }
@@ -360,11 +425,18 @@ answer:
   free(msg);
 }
 
+/* The worker waits, frozen, until its lent arrays are copied. */
+static void release(distc__conn *c, distc__frame *f) {
+  if (f->h.flags & DISTC__F_LENT)
+    distc__conn_send(c, DISTC__F_RELEASE, 0, f->h.id, NULL, 0);
+}
+
 void distc__complete_call(distc__conn *c, distc__frame *f) {
   distc_future *fut = distc__pending_take(c, f->h.id);
   if (!fut) {
     distc__log(DISTC__LOG_WARN, "answer from process %d to unknown call %llu",
                c->id, (unsigned long long)f->h.id);
+    release(c, f);
     return;
   }
   distc__dec d;
@@ -372,6 +444,7 @@ void distc__complete_call(distc__conn *c, distc__frame *f) {
   char *msg = NULL;
   int err = distc__dec_open(&d, f->payload, f->h.len);
   if (!err) {
+    d.lender = c->cma ? (int)c->ospid : 0;
     const msgpack_object *root = distc__dec_root(&d);
     if (f->h.type == DISTC__F_RESULT) {
       err = distc__dec_value(&d, root, &v);
@@ -398,6 +471,7 @@ void distc__complete_call(distc__conn *c, distc__frame *f) {
     }
     distc__dec_close(&d);
   }
+  release(c, f);
   if (err && !msg && asprintf(&msg, "On worker %d: %s", c->id,
                               distc_strerror(err)) < 0)
     msg = NULL;

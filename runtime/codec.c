@@ -6,9 +6,11 @@
  * what is really there before anything is read or allocated, and anything
  * off is DISTC_EPROTO with a message saying what.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "common.h"
 #include "value.h"
@@ -16,6 +18,7 @@
 /* msgpack ext types: an n-d array; a handle (value.h). */
 #define EXT_ARRAY 1
 #define EXT_HANDLE 2
+#define EXT_LENT 3
 
 /* msgpack_unpack_next keeps open containers on a fixed stack of
  * MSGPACK_EMBED_STACK_SIZE (32 in the library as built) and fails deeper
@@ -130,8 +133,30 @@ static int enc_add_segment(distc__enc *e, void *p, size_t n) {
 
 /* ext 1: u8 dtype | u8 ndim | u8 inline | u8 0 | u64 dims[ndim] |
  *        inline ? data : u32 segment index */
+/* ext 3: u8 dtype | u8 ndim | u16 0 | u32 0 | u64 dims[ndim] |
+ *        u64 address | u64 bytes — an array the receiver copies out of the
+ * sender's memory (same host; see distc__enc.lend). */
+static int enc_lent(distc__enc *e, const distc_value *v, size_t bytes) {
+  unsigned char hdr[8 + 8 * DISTC_MAXDIM + 16] = {0};
+  size_t n = 8;
+  hdr[0] = (unsigned char)v->u.a.dtype;
+  hdr[1] = (unsigned char)v->u.a.ndim;
+  for (int k = 0; k < v->u.a.ndim; k++, n += 8)
+    put_le(hdr + n, v->u.a.dims[k], 8);
+  put_le(hdr + n, (uint64_t)(uintptr_t)v->u.a.data, 8);
+  put_le(hdr + n + 8, bytes, 8);
+  n += 16;
+  if (msgpack_pack_ext(&e->pk, n, EXT_LENT) < 0 ||
+      msgpack_pack_ext_body(&e->pk, hdr, n) < 0)
+    return enc_nomem();
+  e->lent = true;
+  return 0;
+}
+
 static int enc_array(distc__enc *e, const distc_value *v) {
   size_t bytes = v->u.a.len * distc_dtype_size(v->u.a.dtype);
+  if (e->lend && bytes >= DISTC__LEND_MIN)
+    return enc_lent(e, v, bytes);
   bool inl = bytes < DISTC__SEGMENT_MIN;
   unsigned char hdr[4 + 8 * DISTC_MAXDIM + 4];
   size_t n = 4;
@@ -534,6 +559,57 @@ static int dec_handle(const msgpack_object_ext *x, distc_value **out) {
   return 0;
 }
 
+/* One copy, straight from the lender's memory into the new array: the
+ * same-host path that loopback TCP (two copies and the stack between) cannot
+ * match for large results. */
+static int dec_lent(const distc__dec *d, const msgpack_object_ext *x,
+                    distc_value **out) {
+  const unsigned char *p = (const unsigned char *)x->ptr;
+  size_t n = x->size;
+  if (n < 8)
+    return bad("lent array header of %zu bytes", n);
+  unsigned dtype = p[0], ndim = p[1];
+  size_t esize = distc_dtype_size((distc_dtype)dtype);
+  if (esize == 0 || ndim > DISTC_MAXDIM || n != 8 + 8 * (size_t)ndim + 16)
+    return bad("lent array header invalid");
+  size_t dims[DISTC_MAXDIM], count = 1, bytes;
+  for (unsigned k = 0; k < ndim; k++) {
+    uint64_t dk = get_le(p + 8 + 8 * k, 8);
+    if (dk > SIZE_MAX || __builtin_mul_overflow(count, (size_t)dk, &count))
+      return bad("array dims overflow");
+    dims[k] = (size_t)dk;
+  }
+  if (__builtin_mul_overflow(count, esize, &bytes))
+    return bad("array dims overflow");
+  uint64_t addr = get_le(p + 8 + 8 * ndim, 8);
+  if (get_le(p + 16 + 8 * ndim, 8) != bytes)
+    return bad("lent array of %zu bytes claims another size", bytes);
+  if (d->lender <= 0)
+    return bad("a lent array from a process that may not lend");
+  distc_value *v = distc__array_uninit((distc_dtype)dtype, (int)ndim, dims);
+  if (!v)
+    return distc__seterr(DISTC_ENOMEM, "out of memory decoding an array of "
+                         "%zu bytes", bytes);
+  size_t done = 0;
+  while (done < bytes) {
+    struct iovec local = {(char *)v->u.a.data + done, bytes - done};
+    struct iovec remote = {(void *)(uintptr_t)(addr + done), bytes - done};
+    ssize_t r = process_vm_readv(d->lender, &local, 1, &remote, 1, 0);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0) {
+      int e = errno;
+      distc_value_free(v);
+      return distc__seterr(DISTC_EIO, "could not read a %zu-byte array from "
+                           "process %d: %s", bytes, d->lender,
+                           r < 0 ? strerror(e) : "nothing read");
+    }
+    done += (size_t)r;
+  }
+  *out = v;
+  return 0;
+}
+
 static int dec_rec(const distc__dec *d, const msgpack_object *o, int depth,
                    distc_value **out);
 
@@ -589,6 +665,8 @@ static int dec_rec(const distc__dec *d, const msgpack_object *o, int depth,
   case MSGPACK_OBJECT_EXT:
     if (o->via.ext.type == EXT_HANDLE)
       return dec_handle(&o->via.ext, out);
+    if (o->via.ext.type == EXT_LENT)
+      return dec_lent(d, &o->via.ext, out);
     if (o->via.ext.type != EXT_ARRAY)
       return bad("msgpack ext type %d is not a distc value", o->via.ext.type);
     return dec_array(d, &o->via.ext, out);

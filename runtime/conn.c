@@ -252,7 +252,7 @@ int distc__conn_read_frame(distc__conn *c, distc__frame *f) {
     get_hdr((unsigned char *)c->stage + c->stage_off, &c->partial.h);
     c->stage_off += DISTC__HDR_LEN;
     if (c->partial.h.len > distc__max_frame() || c->partial.h.type == 0 ||
-        c->partial.h.type > DISTC__F_REFUSE) {
+        c->partial.h.type > DISTC__F_LAST) {
       distc__log(DISTC__LOG_ERROR,
                  "process %d sent a bad frame (type %u, %u bytes); dropping "
                  "its connection",

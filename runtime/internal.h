@@ -24,12 +24,16 @@ enum {
   DISTC__F_ERROR,       /* id: call id; payload [code, message] */
   DISTC__F_OUTPUT,      /* payload: raw bytes of the worker's stdout+stderr */
   DISTC__F_EXIT,        /* master -> worker: flush and exit */
-  DISTC__F_HELLO,       /* worker -> master: [index, ospid, host, fingerprint] */
-  DISTC__F_WELCOME,     /* master -> worker: [id, [worker ids]] */
+  DISTC__F_HELLO,       /* worker -> master: [index, ospid, host, fingerprint,
+                           address of the fingerprint] */
+  DISTC__F_WELCOME,     /* master -> worker: [id, [worker ids], cma] */
   DISTC__F_REFUSE,      /* master -> worker: [message] */
+  DISTC__F_RELEASE,     /* master -> worker: done reading call id's lent arrays */
+  DISTC__F_LAST = DISTC__F_RELEASE
 };
 #define DISTC__F_NORESULT 1 /* CALL flag: remote_do, send nothing back */
 #define DISTC__F_WHERE 2    /* ERROR flag: the message names the process */
+#define DISTC__F_LENT 4     /* RESULT flag: it holds lent arrays (ext 3) */
 #define DISTC__NAME_MAX 255 /* longest function name */
 
 #define DISTC__HDR_LEN 16
@@ -94,6 +98,9 @@ typedef struct distc__conn {
   char *linebuf;         /* master: partial output line of this worker */
   size_t linelen;
   atomic_bool lost;      /* master: membership already updated */
+  /* Same host and process_vm_readv works between us (probed at the
+   * handshake): the worker lends large results instead of sending them. */
+  bool cma;
 
   /* master: the I/O thread's epoll set holding fd (-1: none), and how many
    * waiters are spinning on it (see distc__conn_quiet) */

@@ -18,6 +18,7 @@
 #include <sys/prctl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -214,6 +215,19 @@ static void refuse(peer *p, const char *msg) {
   distc__enc_destroy(&e);
 }
 
+/* Whether we can copy out of the worker's memory: it told us where its
+ * fingerprint lies, and reading it back proves the pid names that very
+ * process in our pid namespace (same host) and that we may read it. */
+static bool can_read_memory(pid_t pid, uint64_t addr) {
+  if (!addr || getenv("DISTC_NO_CMA"))
+    return false;
+  unsigned char buf[DISTC__FP_LEN];
+  struct iovec local = {buf, sizeof buf};
+  struct iovec remote = {(void *)(uintptr_t)addr, sizeof buf};
+  return process_vm_readv(pid, &local, 1, &remote, 1, 0) == sizeof buf &&
+         memcmp(buf, distc__fingerprint(), sizeof buf) == 0;
+}
+
 /* Registers the worker whose HELLO is in p->buf, or refuses it. */
 static void admit(peer *p, uint32_t len) {
   distc__cluster *C = &distc__C;
@@ -225,7 +239,9 @@ static void admit(peer *p, uint32_t len) {
   }
   const msgpack_object *r = distc__dec_root(&d);
   const msgpack_object *a = r->via.array.ptr;
-  if (r->type != MSGPACK_OBJECT_ARRAY || r->via.array.size != 4 ||
+  if (r->type != MSGPACK_OBJECT_ARRAY || r->via.array.size < 4 ||
+      r->via.array.size > 5 ||
+      (r->via.array.size == 5 && a[4].type != MSGPACK_OBJECT_POSITIVE_INTEGER) ||
       a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
       a[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
       a[2].type != MSGPACK_OBJECT_STR || a[3].type != MSGPACK_OBJECT_BIN ||
@@ -239,6 +255,7 @@ static void admit(peer *p, uint32_t len) {
   char host[64];
   snprintf(host, sizeof host, "%.*s", (int)a[2].via.str.size, a[2].via.str.ptr);
   const unsigned char *fp = (const unsigned char *)a[3].via.bin.ptr;
+  uint64_t probe = r->via.array.size == 5 ? a[4].via.u64 : 0;
   if (memcmp(fp, distc__fingerprint(), DISTC__FP_LEN) != 0) {
     char mine[17], theirs[17];
     distc__fingerprint_hex(distc__fingerprint(), mine);
@@ -275,6 +292,7 @@ static void admit(peer *p, uint32_t len) {
     return;
   }
   c->id = id;
+  c->cma = can_read_memory(ospid, probe);
   c->epfd = conn_epfd;
   c->epdata = p;
   c->index = index;
@@ -283,11 +301,11 @@ static void admit(peer *p, uint32_t len) {
   p->conn = c;
   p->fd = -1; /* the connection owns it now */
 
-  /* WELCOME [id, [ids]] — sent before the worker becomes visible, so no
+  /* WELCOME [id, [ids], cma] — sent before the worker becomes visible, so no
    * call can overtake it. */
   distc__enc e;
   distc__enc_init(&e);
-  msgpack_pack_array(&e.pk, 2);
+  msgpack_pack_array(&e.pk, 3);
   msgpack_pack_int(&e.pk, id);
   msgpack_pack_array(&e.pk, (size_t)C->nids + 1);
   int k = 0;
@@ -296,6 +314,10 @@ static void admit(peer *p, uint32_t len) {
   msgpack_pack_int(&e.pk, id);
   for (; k < C->nids; k++)
     msgpack_pack_int(&e.pk, C->ids[k]);
+  if (c->cma)
+    msgpack_pack_true(&e.pk);
+  else
+    msgpack_pack_false(&e.pk);
   int rc = distc__send_encoded(c, DISTC__F_WELCOME, 0, 0, &e);
   distc__enc_destroy(&e);
   if (rc < 0) {

@@ -143,6 +143,15 @@ static double next_retry_time(const map *m) {
   return t;
 }
 
+/* Whether a handed-back item may go now. */
+static bool ready_now(const map *m) {
+  double now = distc__now();
+  for (size_t i = 0; i < m->qn; i++)
+    if (m->q[i].not_before <= now)
+      return true;
+  return false;
+}
+
 static size_t undispatched(const map *m) {
   size_t k = m->n - m->next;
   for (size_t i = 0; i < m->qn; i++)
@@ -599,6 +608,8 @@ static void run(map *m) {
                  m->n - m->ndone, m->n);
         break;
       }
+      if (ready_now(m))
+        continue; /* a send failed and handed its items back */
       if (deadline == 0) {
         fail_map(m, DISTC_EPROTO, "pmap: internal error: %zu items neither "
                                   "done nor scheduled", m->n - m->ndone);

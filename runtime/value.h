@@ -109,7 +109,13 @@ typedef struct distc__enc {
   size_t nsegs, segcap;
   char *head;         /* u32 mp_len | u32 nsegs | u64 lens[], built by finish */
   size_t headlen;
+  /* Same-host fast path: with lend set, arrays of DISTC__LEND_MIN bytes or
+   * more are sent as their address (ext type 3) for the receiver to copy
+   * with process_vm_readv; lent says one was.  The sender must keep them
+   * unchanged until the receiver says it is done (a RELEASE frame). */
+  bool lend, lent;
 } distc__enc;
+#define DISTC__LEND_MIN ((size_t)1 << 20)
 
 void distc__enc_init(distc__enc *e);
 void distc__enc_destroy(distc__enc *e);
@@ -135,6 +141,7 @@ typedef struct distc__dec {
   const char **seg;   /* start of each segment */
   uint64_t *seglen;
   msgpack_unpacked up; /* the unpacked msgpack part */
+  int lender;          /* pid whose lent arrays may be read, 0: none */
 } distc__dec;
 
 int distc__dec_open(distc__dec *d, const char *payload, size_t len);

@@ -164,7 +164,7 @@ static void read_secret(unsigned char *secret) {
 /* The worker half of the handshake; on return fd is authenticated both
  * ways and *id holds the id the master gave us. */
 static void handshake(int fd, const unsigned char *secret, int index,
-                      double deadline, int *id) {
+                      double deadline, int *id, bool *cma) {
   unsigned char m1[DISTC__HELLO1_LEN], m2[DISTC__HELLO2_LEN],
       mac[DISTC__MAC_LEN];
   if (xfer(fd, m1, sizeof m1, false, deadline) < 0)
@@ -187,18 +187,21 @@ static void handshake(int fd, const unsigned char *secret, int index,
     die("the master failed authentication: it does not know the cluster "
         "secret");
 
-  /* HELLO: [index, ospid, host, fingerprint] */
+  /* HELLO: [index, ospid, host, fingerprint, address of the fingerprint]
+   * — the master reads that address with process_vm_readv to learn
+   * whether it can copy our large results straight out of our memory. */
   char host[64];
   distc__hostname(host, sizeof host);
   distc__enc e;
   distc__enc_init(&e);
-  msgpack_pack_array(&e.pk, 4);
+  msgpack_pack_array(&e.pk, 5);
   msgpack_pack_int(&e.pk, index);
   msgpack_pack_int(&e.pk, (int)getpid());
   msgpack_pack_str(&e.pk, strlen(host));
   msgpack_pack_str_body(&e.pk, host, strlen(host));
   msgpack_pack_bin(&e.pk, DISTC__FP_LEN);
   msgpack_pack_bin_body(&e.pk, distc__fingerprint(), DISTC__FP_LEN);
+  msgpack_pack_uint64(&e.pk, (uint64_t)(uintptr_t)distc__fingerprint());
   struct iovec iov[4];
   size_t total;
   int n = distc__enc_finish(&e, iov, 4, &total);
@@ -213,7 +216,7 @@ static void handshake(int fd, const unsigned char *secret, int index,
       die("lost the master during the handshake");
   distc__enc_destroy(&e);
 
-  /* WELCOME [id, [ids]] or REFUSE [message] */
+  /* WELCOME [id, [ids], cma] or REFUSE [message] */
   if (xfer(fd, hdr, sizeof hdr, false, deadline) < 0)
     die("the master closed the connection after authentication");
   uint32_t len = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 |
@@ -233,10 +236,12 @@ static void handshake(int fd, const unsigned char *secret, int index,
   if (hdr[4] == DISTC__F_REFUSE && f0->type == MSGPACK_OBJECT_STR)
     die("refused by the master: %.*s", (int)f0->via.str.size, f0->via.str.ptr);
   if (hdr[4] != DISTC__F_WELCOME || f0->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
-      root->via.array.size != 2 ||
-      root->via.array.ptr[1].type != MSGPACK_OBJECT_ARRAY)
+      root->via.array.size != 3 ||
+      root->via.array.ptr[1].type != MSGPACK_OBJECT_ARRAY ||
+      root->via.array.ptr[2].type != MSGPACK_OBJECT_BOOLEAN)
     die("the master sent a malformed welcome");
   *id = (int)f0->via.u64;
+  *cma = root->via.array.ptr[2].via.boolean;
   /* The membership as of our joining: what distc_workers() says here. */
   const msgpack_object_array *ids = &root->via.array.ptr[1].via.array;
   distc__C.ids = calloc(ids->size + 1, sizeof(int));
@@ -298,7 +303,8 @@ int distc__worker_main(void) {
 
   int fd = dial(master_addr, deadline);
   int id;
-  handshake(fd, secret, index, deadline, &id);
+  bool cma = false;
+  handshake(fd, secret, index, deadline, &id, &cma);
   memset(secret, 0, sizeof secret);
   free(master_addr);
 
@@ -310,6 +316,7 @@ int distc__worker_main(void) {
   if (!C->master)
     die("out of memory");
   C->master->id = DISTC_MASTER;
+  C->master->cma = cma;
   if (distc__output_capture() < 0)
     die("%s", distc_errmsg());
 

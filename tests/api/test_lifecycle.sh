@@ -33,7 +33,8 @@ start_hang() {
   # Two live worker pids, or the checks below would pass vacuously.
   set -- $WPIDS
   if [ $# -ne 2 ] || ! alive "$1" || ! alive "$2"; then
-    bad "hang program reported its 2 live workers"; return 1
+    bad "hang program reported its 2 live workers (got: $WPIDS)"
+    cat "$tmp/out" "$tmp/err"; kill -9 "$LPID" 2>/dev/null; return 1
   fi
   MPID=""
   for c in $(cat /proc/"$LPID"/task/*/children 2>/dev/null); do

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "value.h"
@@ -1115,6 +1116,63 @@ static void run(const char *name, void (*fn)(void)) {
   fflush(stdout);
 }
 
+/* Lent arrays (ext 3): read back from this very process's memory when the
+ * decoder may (lender = our pid), refused when it may not, and a lie about
+ * the size or a bad address is an error, never a crash. */
+static int lend_roundtrip(const distc_value *v, int lender, bool corrupt,
+                          distc_value **out) {
+  distc__enc e;
+  struct iovec iov[8];
+  size_t total;
+  distc__enc_init(&e);
+  e.lend = true;
+  int rc = distc__enc_value(&e, v);
+  CHECK(rc == 0 && e.lent);
+  int n = distc__enc_finish(&e, iov, 8, &total);
+  CHECK(n == 2); /* head and msgpack: no segment */
+  char *p = malloc(total);
+  size_t off = 0;
+  for (int i = 0; i < n; i++) {
+    memcpy(p + off, iov[i].iov_base, iov[i].iov_len);
+    off += iov[i].iov_len;
+  }
+  distc__enc_destroy(&e);
+  if (corrupt) /* the address is the 16 bytes before the trailing size */
+    memset(p + total - 16, 0, 8);
+  distc__dec d;
+  *out = NULL;
+  rc = distc__dec_open(&d, p, total);
+  if (rc == 0) {
+    d.lender = lender;
+    rc = distc__dec_value(&d, distc__dec_root(&d), out);
+    distc__dec_close(&d);
+  }
+  free(p);
+  return rc;
+}
+
+static void test_lent(void) {
+  size_t dims[2] = {512, 512}; /* 2 MiB of doubles */
+  distc_value *v = distc_array(DISTC_F64, 2, dims), *back;
+  double *d = distc_array_data(v);
+  for (size_t i = 0; i < 512 * 512; i++)
+    d[i] = (double)i * 0.5;
+  CHECK(lend_roundtrip(v, (int)getpid(), false, &back) == 0 && back &&
+        distc_value_equal(v, back));
+  distc_value_free(back);
+  CHECK(lend_roundtrip(v, 0, false, &back) == DISTC_EPROTO && !back);
+  CHECK(lend_roundtrip(v, (int)getpid(), true, &back) == DISTC_EIO && !back);
+  /* Small arrays are never lent. */
+  distc_value *small = distc_array(DISTC_U8, 1, (size_t[]){100});
+  distc__enc e;
+  distc__enc_init(&e);
+  e.lend = true;
+  CHECK(distc__enc_value(&e, small) == 0 && !e.lent);
+  distc__enc_destroy(&e);
+  distc_value_free(small);
+  distc_value_free(v);
+}
+
 int main(void) {
   msgpack_sbuffer_init(&sb);
   msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
@@ -1131,6 +1189,7 @@ int main(void) {
   run("refcount", test_refcount);
   run("accessors", test_accessors);
   run("handles", test_handles);
+  run("lent", test_lent);
   msgpack_sbuffer_destroy(&sb);
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
