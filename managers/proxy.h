@@ -6,8 +6,9 @@
  * and stdout, which are the SSH channel; its stderr, and the stdout and
  * stderr of the workers it starts, are the channel's stderr.  So the
  * secret travels inside the SSH session and never on a command line.
- * (Before the proxy starts, the remote shell has read the forwarded
- * environment from the same stdin: K=V lines up to a "." line.)
+ * (Before the proxy starts, the bootstrap shell has read from the same
+ * stdin what to run, where, with which arguments and environment, up to a
+ * "." line: see bootstrap_sh in ssh.c.)
  *
  * Manager -> proxy, one line each, in this order:
  *   distc-proxy 1              protocol and version

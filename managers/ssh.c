@@ -3,14 +3,17 @@
  *
  * Phases, each bounded by the run's timeout:
  *   nodes   connect to every host (at most max_connecting at once, as sshd's
- *           MaxStartups expects), check its host key, authenticate, and ask
- *           `host:auto` hosts for their core count;
- *   launch  start the proxy (proxy.c: the program itself in its proxy role)
- *           on every host and send it the configuration, secret included,
- *           over the channel; once every proxy answered "hello" (which
- *           means it also reached the master), hand out launch indices and
- *           let each start its workers.
- * After that one I/O thread owns every session: it reads the proxies'
+ *           MaxStartups expects), check its host key, authenticate, and
+ *           start the bootstrap command right away (bootstrap_sh), so the
+ *           login shell starts while other hosts still connect; `host:auto`
+ *           hosts report their core count first;
+ *   launch  send every bootstrap what to run, and the proxy it becomes
+ *           (proxy.c: the program itself in its proxy role) the master's
+ *           address and the secret, all over the channel; once every proxy
+ *           said "hello" (which means it also reached the master), hand out
+ *           launch indices and let each start its workers, without waiting
+ *           for them: they start while the master does.
+ * From launch on one I/O thread owns every session: it reads the proxies'
  * reports (worker exits, for reap), prints what they and their workers
  * write to stderr, tagged with the host, and in --tunnel mode carries the
  * workers' connections back to the master through reverse port forwards.
@@ -22,7 +25,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -53,12 +55,33 @@
 
 /* The physical core count as cores.c computes it (distinct
  * thread_siblings_list, scaled by the CPUs this process may use), in
- * POSIX sh, for `host:auto`. */
+ * POSIX sh, for `host:auto`: prints "cores N". */
 static const char cores_sh[] =
     "p=$(cat /sys/devices/system/cpu/cpu[0-9]*/topology/thread_siblings_list "
     "2>/dev/null | sort -u | wc -l); o=$(getconf _NPROCESSORS_ONLN); "
     "a=$(nproc 2>/dev/null || echo \"$o\"); [ \"$p\" -gt 0 ] 2>/dev/null || "
-    "p=$o; c=$((p * a / o)); [ \"$c\" -ge 1 ] || c=1; echo \"$c\"";
+    "p=$o; c=$((p * a / o)); [ \"$c\" -ge 1 ] || c=1; echo \"cores $c\"; ";
+
+/* The remote command, the same for every host and run: the login shell runs
+ * `exec /bin/sh -c '<this>'` (so any login shell that understands that much
+ * will do), started as soon as the host is authenticated, while the others
+ * still connect.  It then reads from its stdin (the channel), one a line:
+ *   D<dir>  X<exename>  A<argument>...  E<K=V>...  .
+ * reports a missing directory or program as proxy "fail" lines, exports the
+ * environment (so it applies to the program's own start, a LD_LIBRARY_PATH
+ * included), and becomes the proxy, which reads the rest of stdin (proxy.h).
+ * Nothing of the run is on a command line.  An end of file before the "."
+ * means the host was dropped: exit quietly. */
+static const char bootstrap_sh[] =
+    "IFS= read -r d || exit 0; cd \"${d#D}\" 2>/dev/null || "
+    "{ echo fail nodir; exit 1; }; IFS= read -r x || exit 0; x=${x#X}; "
+    "case $x in */*) [ -f \"$x\" ] || { echo fail noexe; exit 1; }; "
+    "[ -x \"$x\" ] || { echo fail noexec; exit 1; } ;; "
+    "*) command -v \"$x\" >/dev/null 2>&1 || { echo fail noexe; exit 1; } ;; "
+    "esac; set --; while IFS= read -r l; do case $l in A*) set -- \"$@\" "
+    "\"${l#A}\" ;; E*) export \"${l#E}\" || exit 1 ;; .) break ;; esac; done "
+    "&& [ \"$l\" = . ] || exit 0; DISTC_ROLE=" DISTC_ROLE_PROXY
+    " exec \"$x\" \"$@\"";
 
 static const char *const ssh_options[] = {
     "hosts",       "hostfile",       "ssh-identity",  "ssh-config",
@@ -153,6 +176,7 @@ typedef struct ssh_state {
   bool local_open;
   /* after launch */
   bool launched;
+  bool started; /* launch has returned: failures are printed, not returned */
   char *exe; /* what the workers run where no exename= says otherwise */
   char *dir; /* where they run where no dir= says otherwise */
   char master_host[256], master_port[16];
@@ -182,9 +206,18 @@ static int state_init(ssh_state *s) {
   pthread_condattr_destroy(&ca);
   s->wake[0] = s->wake[1] = s->event[0] = s->event[1] = -1;
   if (pipe2(s->wake, O_CLOEXEC | O_NONBLOCK) != 0 ||
-      pipe2(s->event, O_CLOEXEC | O_NONBLOCK) != 0)
-    return distc__seterr(DISTC_EIO, "cannot create pipes: %s",
-                         strerror(errno));
+      pipe2(s->event, O_CLOEXEC | O_NONBLOCK) != 0) {
+    int e = errno;
+    for (int i = 0; i < 2; i++) {
+      if (s->wake[i] >= 0)
+        close(s->wake[i]);
+      s->wake[i] = -1;
+    }
+    pthread_cond_destroy(&s->changed);
+    pthread_mutex_destroy(&s->kh_lock);
+    pthread_mutex_destroy(&s->lock);
+    return distc__seterr(DISTC_EIO, "cannot create pipes: %s", strerror(e));
+  }
   s->max_connecting = DEFAULT_MAX_CONNECTING;
   s->timeout_s = DEFAULT_TIMEOUT_S;
   s->init = true;
@@ -278,8 +311,8 @@ static int ssh_set_option(void *state, const char *name, const char *value) {
     return set_str(&s->config, value, name);
   }
   if (strcmp(name, "master-addr") == 0) {
-    if (value == NULL || value[0] == '\0' || strchr(value, ' ') != NULL ||
-        strchr(value, '\'') != NULL || strlen(value) > 200)
+    if (value == NULL || value[0] == '\0' ||
+        strpbrk(value, " \t\r\n'") != NULL || strlen(value) > 200)
       return distc__seterr(DISTC_EINVAL,
                            "--master-addr wants a host name or address of "
                            "this host, got '%s'; e.g. --master-addr "
@@ -434,38 +467,82 @@ static int authenticate(ssh_state *s, ssh_host *h) {
   return -1;
 }
 
-/* Runs cmd on the host and reads one number from its output. */
-static int ask_number(ssh_host *h, const char *cmd, double deadline) {
-  int value = -1;
-  ssh_channel ch = ssh_channel_new(h->s);
-  if (ch == NULL)
-    return -1;
-  if (ssh_channel_open_session(ch) == SSH_OK &&
-      ssh_channel_request_exec(ch, cmd) == SSH_OK) {
-    char buf[64];
-    size_t n = 0;
-    while (n < sizeof buf - 1) {
-      int left = (int)((deadline - now_s()) * 1000);
-      if (left <= 0)
-        break;
-      int r = ssh_channel_read_timeout(ch, buf + n, (uint32_t)(sizeof buf - 1 - n),
-                                       0, left);
-      if (r <= 0)
-        break;
-      n += (size_t)r;
+/* The bootstrap command, quoted for the login shell. */
+static char *bootstrap_command(bool with_cores) {
+  char *cmd = NULL;
+  if (asprintf(&cmd, "exec /bin/sh -c '%s%s'", with_cores ? cores_sh : "",
+               bootstrap_sh) < 0)
+    return NULL;
+  return cmd;
+}
+
+/* Reads the "cores N" line of an `auto` host's bootstrap; keeps whatever
+ * follows for the I/O thread.  Lines a login shell prints before are
+ * skipped. */
+static int read_cores(ssh_host *h, double deadline) {
+  for (;;) {
+    char *nl = memchr(h->in, '\n', h->in_len);
+    if (nl != NULL) {
+      *nl = '\0';
+      long n = strncmp(h->in, "cores ", 6) == 0 ? strtol(h->in + 6, NULL, 10)
+                                                : 0;
+      size_t used = (size_t)(nl + 1 - h->in);
+      memmove(h->in, nl + 1, h->in_len - used);
+      h->in_len -= used;
+      if (n > 0)
+        return n > DISTC_HOST_MAX_SLOTS ? DISTC_HOST_MAX_SLOTS : (int)n;
+      continue;
     }
-    buf[n] = '\0';
-    char *end;
-    long v = strtol(buf, &end, 10);
-    if (end != buf && v > 0 && v <= DISTC_HOST_MAX_SLOTS)
-      value = (int)v;
-    else if (end != buf && v > DISTC_HOST_MAX_SLOTS)
-      value = DISTC_HOST_MAX_SLOTS;
-    ssh_channel_send_eof(ch);
-    ssh_channel_close(ch);
+    int left = (int)((deadline - now_s()) * 1000);
+    if (left <= 0 || h->in_len == sizeof h->in)
+      return -1;
+    int r = ssh_channel_read_timeout(h->ctl, h->in + h->in_len,
+                                     (uint32_t)(sizeof h->in - h->in_len), 0,
+                                     left);
+    if (r <= 0)
+      return -1;
+    h->in_len += (size_t)r;
   }
-  ssh_channel_free(ch);
-  return value;
+}
+
+/* Opens the control channel and starts the bootstrap (and, for --tunnel,
+ * the reverse forward), so the login shell's start overlaps the other
+ * hosts' connecting; learns the core count of an `auto` host. */
+static int start_bootstrap(ssh_state *s, ssh_host *h, double deadline) {
+  bool cores = h->spec.slots == DISTC_SLOTS_AUTO;
+  if (s->tunnel &&
+      (ssh_channel_listen_forward(h->s, "127.0.0.1", 0, &h->fwd_port) !=
+           SSH_OK ||
+       h->fwd_port <= 0)) {
+    host_fail(h,
+              "%s: the SSH server refused to forward a port back (%s); "
+              "--tunnel needs AllowTcpForwarding yes (or remote) in its "
+              "sshd_config",
+              h->label, ssh_get_error(h->s));
+    return -1;
+  }
+  char *cmd = bootstrap_command(cores);
+  h->ctl = cmd ? ssh_channel_new(h->s) : NULL;
+  if (h->ctl == NULL || ssh_channel_open_session(h->ctl) != SSH_OK ||
+      ssh_channel_request_exec(h->ctl, cmd) != SSH_OK) {
+    host_fail(h, "%s: cannot start a command there: %s", h->label,
+              ssh_get_error(h->s));
+    free(cmd);
+    return -1;
+  }
+  free(cmd);
+  if (cores) {
+    int n = read_cores(h, deadline);
+    if (n < 1) {
+      host_fail(h,
+                "%s: could not learn its core count for 'auto' (no answer "
+                "from a POSIX shell there); give a number instead",
+                h->label);
+      return -1;
+    }
+    h->spec.slots = n;
+  }
+  return 0;
 }
 
 static void local_address(ssh_host *h) {
@@ -496,7 +573,7 @@ static void connect_host(ssh_state *s, ssh_host *h, double deadline) {
     host_fail(h, "%s: out of memory", h->label);
     return;
   }
-  int verbosity = SSH_LOG_NOLOG;
+  int verbosity = SSH_LOG_NOLOG, one = 1;
   bool no = false;
   ssh_options_set(h->s, SSH_OPTIONS_LOG_VERBOSITY, &verbosity);
   ssh_options_set(h->s, SSH_OPTIONS_HOST, h->spec.name);
@@ -515,6 +592,9 @@ static void connect_host(ssh_state *s, ssh_host *h, double deadline) {
     unsigned int port = (unsigned int)h->spec.port;
     ssh_options_set(h->s, SSH_OPTIONS_PORT, &port);
   }
+  /* Every message here is small and waited for: without this, each round
+   * trip of the handshake can sit out a delayed ACK (40 ms). */
+  ssh_options_set(h->s, SSH_OPTIONS_NODELAY, &one);
   ssh_options_set(h->s, SSH_OPTIONS_TIMEOUT, &sec);
   ssh_options_set(h->s, SSH_OPTIONS_TIMEOUT_USEC, &usec);
 
@@ -535,17 +615,8 @@ static void connect_host(ssh_state *s, ssh_host *h, double deadline) {
   if (check_host_key(s, h) != 0 || authenticate(s, h) != 0)
     return;
   local_address(h);
-  if (h->spec.slots == DISTC_SLOTS_AUTO) {
-    int n = ask_number(h, cores_sh, deadline);
-    if (n < 1) {
-      host_fail(h,
-                "%s: could not learn its core count for 'auto' (no answer "
-                "from a POSIX shell there); give a number instead",
-                h->label);
-      return;
-    }
-    h->spec.slots = n;
-  }
+  if (start_bootstrap(s, h, deadline) != 0)
+    return;
   h->phase = H_CONNECTED;
   if (s->verbose) {
     char *host = NULL;
@@ -584,6 +655,11 @@ static void *connect_main(void *arg) {
 }
 
 static void host_disconnect(ssh_host *h) {
+  if (h->ctl != NULL) {
+    ssh_channel_close(h->ctl);
+    ssh_channel_free(h->ctl);
+    h->ctl = NULL;
+  }
   if (h->s == NULL)
     return;
   ssh_disconnect(h->s);
@@ -729,76 +805,6 @@ static int ssh_nodes(void *state, int requested, distc_host **hosts,
   return 0;
 }
 
-/* ---- the remote command ---- */
-
-/* Appends s single-quoted for a POSIX shell. */
-static void put_quoted(FILE *f, const char *str) {
-  fputc('\'', f);
-  for (; *str; str++) {
-    if (*str == '\'')
-      fputs("'\\''", f);
-    else
-      fputc(*str, f);
-  }
-  fputc('\'', f);
-}
-
-/* `exec /bin/sh -c '<script>'`: the login shell may be anything that
- * understands that much; the script is POSIX sh.  It reports a missing
- * directory or program as proxy "fail" lines, exports the environment sent
- * on its stdin, then becomes the proxy.  Nothing secret is in it. */
-static char *remote_command(const ssh_host *h, const distc_launch_spec *spec,
-                            const char *dir, double timeout_s) {
-  const char *exe = h->spec.exename ? h->spec.exename : spec->exename;
-  char *script = NULL, *cmd = NULL;
-  size_t slen = 0, clen = 0;
-  FILE *f = open_memstream(&script, &slen);
-  if (f == NULL)
-    return NULL;
-  fputs("cd ", f);
-  put_quoted(f, dir);
-  fputs(" 2>/dev/null || { echo fail nodir; exit 1; }; ", f);
-  if (strchr(exe, '/') != NULL) {
-    fputs("[ -f ", f);
-    put_quoted(f, exe);
-    fputs(" ] || { echo fail noexe; exit 1; }; [ -x ", f);
-    put_quoted(f, exe);
-    fputs(" ] || { echo fail noexec; exit 1; }; ", f);
-  } else {
-    fputs("command -v ", f);
-    put_quoted(f, exe);
-    fputs(" >/dev/null 2>&1 || { echo fail noexe; exit 1; }; ", f);
-  }
-  /* The forwarded environment comes over the channel, one K=V a line up to
-   * ".", so that it also applies to the program's own start (a
-   * LD_LIBRARY_PATH) and nothing of it shows on a command line. */
-  fputs("while IFS= read -r l && [ \"$l\" != . ]; do export \"$l\" || "
-        "exit 1; done; ",
-        f);
-  fprintf(f, "DISTC_ROLE=%s DISTC_TIMEOUT=%.17g exec ", DISTC_ROLE_PROXY,
-          timeout_s);
-  put_quoted(f, exe);
-  for (size_t i = 1; spec->argv && spec->argv[0] && spec->argv[i]; i++) {
-    fputc(' ', f);
-    put_quoted(f, spec->argv[i]);
-  }
-  if (fclose(f) != 0) {
-    free(script);
-    return NULL;
-  }
-  f = open_memstream(&cmd, &clen);
-  if (f != NULL) {
-    fputs("exec /bin/sh -c ", f);
-    put_quoted(f, script);
-    if (fclose(f) != 0) {
-      free(cmd);
-      cmd = NULL;
-    }
-  }
-  free(script);
-  return cmd;
-}
-
 /* ---- the control channel ---- */
 
 static int out_append(ssh_host *h, const char *data, size_t n) {
@@ -879,13 +885,21 @@ static int queue_config(ssh_state *s, ssh_host *h,
     probe = PROBE_MAX_MS;
   if (probe < 1)
     probe = 1;
-  /* First the environment, for the shell (see remote_command): the allow
-   * list is --env, then the BLAS counts and the DISTC_* user settings of
-   * this environment if set; never the rest of it. */
-  int rc = 0;
+  /* First what the bootstrap reads (bootstrap_sh).  The environment's
+   * allow list is --env, then the BLAS counts and the DISTC_* user settings
+   * of this environment if set; never the rest of it. */
+  const char *dir = h->spec.dir ? h->spec.dir : s->dir;
+  int rc = out_line(h, "D%s", dir);
+  if (rc == 0)
+    rc = out_line(h, "X%s", exe);
+  for (size_t i = 1; spec->argv && spec->argv[0] && spec->argv[i] && rc == 0;
+       i++)
+    rc = out_line(h, "A%s", spec->argv[i]);
+  if (rc == 0)
+    rc = out_line(h, "E%s=%.17g", DISTC_ENV_TIMEOUT, s->timeout_s);
   for (size_t i = 0; spec->env && spec->env[i] && rc == 0; i++)
     if (!never_forwarded(spec->env[i]))
-      rc = out_line(h, "%s", spec->env[i]);
+      rc = out_line(h, "E%s", spec->env[i]);
   static const char *const pass[] = {"OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                      "DISTC_LOG", "DISTC_MAX_FRAME"};
   for (size_t i = 0; i < DISTC__ARRAY_LEN(pass) && rc == 0; i++) {
@@ -895,7 +909,7 @@ static int queue_config(ssh_state *s, ssh_host *h,
     for (size_t j = 0; spec->env && spec->env[j]; j++)
       given |= strncmp(spec->env[j], pass[i], k) == 0 && spec->env[j][k] == '=';
     if (v != NULL && !given && strchr(v, '\n') == NULL)
-      rc = out_line(h, "%s=%s", pass[i], v);
+      rc = out_line(h, "E%s=%s", pass[i], v);
   }
   if (rc == 0)
     rc = out_line(h, ".");
@@ -974,6 +988,9 @@ static void handle_line(ssh_state *s, ssh_host *h, char *line) {
   long pid;
   if (strncmp(line, "hello ", 6) == 0 && h->phase == H_STARTING) {
     h->phase = H_HELLO;
+    if (s->verbose)
+      fprintf(stderr, "distc-launch: [%s] proxy ready (pid, cores: %s)\n",
+              h->label, line + 6);
   } else if (sscanf(line, "started %d %ld", &index, &pid) == 2) {
     remote_worker *w = find_worker(h, index);
     if (w != NULL) {
@@ -982,6 +999,9 @@ static void handle_line(ssh_state *s, ssh_host *h, char *line) {
     }
   } else if (strcmp(line, "running") == 0 && h->phase == H_HELLO) {
     h->phase = H_RUNNING;
+    if (s->verbose)
+      fprintf(stderr, "distc-launch: [%s] workers %d..%d started\n",
+              h->label, h->first, h->first + h->count - 1);
   } else if (sscanf(line, "exit %d %d", &index, &status) == 2) {
     remote_worker *w = find_worker(h, index);
     if (w != NULL && w->running) {
@@ -990,6 +1010,8 @@ static void handle_line(ssh_state *s, ssh_host *h, char *line) {
     }
   } else if (strncmp(line, "fail ", 5) == 0) {
     proxy_failed(s, h, line + 5);
+    if (s->started && h->error != NULL)
+      fprintf(stderr, "distc-launch: %s\n", h->error);
   }
   pthread_cond_broadcast(&s->changed);
 }
@@ -1329,64 +1351,40 @@ static int count_phase(const ssh_state *s, host_phase phase) {
   return n;
 }
 
-static int open_proxy(ssh_state *s, ssh_host *h, const distc_launch_spec *spec,
-                      const char *dir) {
-  const char *hdir = h->spec.dir ? h->spec.dir : dir;
-  char *cmd = remote_command(h, spec, hdir, s->timeout_s);
+/* Sends a connected host its instructions and the proxy configuration
+ * (nothing blocks: the I/O thread writes them). */
+static int open_proxy(ssh_state *s, ssh_host *h,
+                      const distc_launch_spec *spec) {
   char master[512];
-  if (cmd == NULL) {
-    host_fail(h, "%s: out of memory", h->label);
-    return -1;
-  }
-  if (spec->verbose || spec->dry_run) {
-    fprintf(stderr, "distc-launch: [%s] ssh %s %s\n", h->label, h->label, cmd);
-  }
-  if (spec->dry_run) {
-    fprintf(stderr,
-            "distc-launch: [%s] then, over the channel: master %s:<port>, "
-            "the secret, %d worker%s\n",
-            h->label,
-            s->tunnel ? "127.0.0.1 (through --tunnel)"
-            : s->master_addr ? s->master_addr
-                             : "<this host's address as seen from there>",
-            h->spec.slots, h->spec.slots == 1 ? "" : "s");
-    free(cmd);
-    return 0;
-  }
-  if (s->tunnel) {
-    if (ssh_channel_listen_forward(h->s, "127.0.0.1", 0, &h->fwd_port) !=
-            SSH_OK ||
-        h->fwd_port <= 0) {
-      host_fail(h,
-                "%s: the SSH server refused to forward a port back (%s); "
-                "--tunnel needs AllowTcpForwarding yes (or remote) in its "
-                "sshd_config",
-                h->label, ssh_get_error(h->s));
-      free(cmd);
-      return -1;
-    }
+  const char *exe = h->spec.exename ? h->spec.exename : s->exe;
+  const char *dir = h->spec.dir ? h->spec.dir : s->dir;
+  if (s->tunnel)
     snprintf(master, sizeof master, "127.0.0.1:%d", h->fwd_port);
-  } else {
+  else
     snprintf(master, sizeof master, "%s:%s",
              s->master_addr ? s->master_addr : h->local_addr, s->master_port);
-  }
-  h->ctl = ssh_channel_new(h->s);
-  if (h->ctl == NULL || ssh_channel_open_session(h->ctl) != SSH_OK ||
-      ssh_channel_request_exec(h->ctl, cmd) != SSH_OK) {
-    host_fail(h, "%s: cannot start a command there: %s", h->label,
-              ssh_get_error(h->s));
+  if (spec->verbose || spec->dry_run) {
+    char *cmd = bootstrap_command(false);
+    fprintf(stderr, "distc-launch: [%s] ssh %s %s\n", h->label, h->label,
+            cmd ? cmd : "(out of memory)");
     free(cmd);
-    return -1;
+    fprintf(stderr,
+            "distc-launch: [%s] then, over the channel: cd %s, run %s as "
+            "the proxy, its workers dial the master at %s\n",
+            h->label, dir, exe,
+            spec->dry_run
+                ? (s->tunnel ? "127.0.0.1:<forwarded port>"
+                   : s->master_addr
+                       ? s->master_addr
+                       : "<this host's address as seen from there>:<port>")
+                : master);
   }
-  free(cmd);
+  if (spec->dry_run)
+    return 0;
   if (queue_config(s, h, spec, master) != 0) {
     host_fail(h, "%s: out of memory", h->label);
     return -1;
   }
-  if (spec->verbose)
-    fprintf(stderr,
-            "distc-launch: [%s] its workers dial the master at %s\n",
-            h->label, master);
   h->phase = H_STARTING;
   ssh_set_blocking(h->s, 0);
   return 0;
@@ -1456,6 +1454,21 @@ static int ssh_launch(void *state, const distc_launch_spec *spec) {
   s->exe = strdup(spec->exename);
   if (s->dir == NULL || s->exe == NULL)
     return distc__seterr(DISTC_ENOMEM, "out of memory");
+  /* The bootstrap reads them a line each. */
+  for (size_t i = 1; spec->argv && spec->argv[0] && spec->argv[i]; i++)
+    if (strchr(spec->argv[i], '\n') != NULL)
+      return distc__seterr(DISTC_EINVAL,
+                           "argument %zu of the program has a newline, which "
+                           "cannot be passed to other hosts",
+                           i);
+  bool newline = strchr(s->dir, '\n') || strchr(s->exe, '\n');
+  for (int i = 0; i < s->nh; i++)
+    newline |= (s->h[i].spec.dir && strchr(s->h[i].spec.dir, '\n')) ||
+               (s->h[i].spec.exename && strchr(s->h[i].spec.exename, '\n'));
+  if (newline)
+    return distc__seterr(DISTC_EINVAL, "a directory or program path with a "
+                                       "newline cannot be used on other "
+                                       "hosts");
   for (size_t i = 0; spec->env && spec->env[i]; i++) {
     if (!exportable(spec->env[i]))
       return distc__seterr(DISTC_EINVAL,
@@ -1490,7 +1503,7 @@ static int ssh_launch(void *state, const distc_launch_spec *spec) {
     ssh_host *h = &s->h[i];
     if (h->dropped)
       continue;
-    open_proxy(s, h, spec, dir);
+    open_proxy(s, h, spec);
   }
   if (spec->dry_run) {
     if (spec->started)
@@ -1551,24 +1564,18 @@ static int ssh_launch(void *state, const distc_launch_spec *spec) {
       goto fail;
     }
     h->count = count;
+    /* Running from now on: they count for reap until their proxy reports
+     * them gone, or is gone itself. */
     for (int k = 0; k < h->count; k++)
-      h->w[k].index = next + k;
+      h->w[k] = (remote_worker){.index = next + k, .running = true};
     next += h->count;
     out_line(h, "start %d %d", h->first, h->count);
   }
+  /* Not waited for: the workers start while the master does.  A proxy
+   * that cannot start one says so (the I/O thread prints it), and the
+   * worker counts as exited before connecting, which fails the start. */
+  s->started = true;
   poke(s->wake[1]);
-  deadline = now_s() + s->timeout_s;
-  while (count_phase(s, H_HELLO) > 0 && now_s() < deadline)
-    wait_until(s, deadline);
-  for (int i = 0; i < s->nh; i++)
-    if (!s->h[i].dropped && s->h[i].phase == H_HELLO)
-      host_fail(&s->h[i], "%s: its workers did not start within %.3g s",
-                s->h[i].label, s->timeout_s);
-  if (count_phase(s, H_FAILED) > 0) {
-    rc = report_failures(s, "a host could not start its workers");
-    pthread_mutex_unlock(&s->lock);
-    goto fail;
-  }
   pthread_mutex_unlock(&s->lock);
   int started = next - spec->first_index;
   if (spec->started != NULL)
@@ -1661,10 +1668,6 @@ static void ssh_destroy(void *state) {
       tunnel_conn *t = h->tunnels;
       h->tunnels = t->next;
       close_tunnel(t);
-    }
-    if (h->ctl != NULL) {
-      ssh_channel_close(h->ctl);
-      ssh_channel_free(h->ctl);
     }
     host_disconnect(h);
     free(h->error);

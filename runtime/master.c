@@ -95,14 +95,19 @@ static void ids_remove(int id) {
 void distc__worker_lost(distc__conn *c) {
   distc__cluster *C = &distc__C;
   atomic_store(&c->dead, true);
-  if (atomic_exchange(&c->lost, true))
+  /* lost and the membership change together, under the lock: whoever sees
+   * lost (distc_rmprocs) and then asks for the workers must not still find
+   * this one among them. */
+  pthread_mutex_lock(&C->lock);
+  if (atomic_exchange(&c->lost, true)) {
+    pthread_mutex_unlock(&C->lock);
     return;
+  }
   /* Tell the peer too (a dropped, misbehaving worker sees EOF and exits). */
   shutdown(c->fd, SHUT_RDWR);
   /* Membership first, so whoever wakes from a failed call below already
    * sees the worker gone. */
   bool owned = false;
-  pthread_mutex_lock(&C->lock);
   ids_remove(c->id);
   if (c->id < C->conncap && C->conns[c->id] == c) {
     C->conns[c->id] = DISTC__GONE;

@@ -10,8 +10,9 @@
  * Each watched future carries a node; when the future completes, its node
  * joins the set's done queue (on whichever thread completed it).  The owner
  * takes nodes back one at a time, reading the outstanding calls'
- * connections itself: spinning while answers are due soon and the machine
- * has a core to spare, sleeping in poll() otherwise. */
+ * connections itself: spinning while answers are due soon (yielding
+ * between reads when the machine has no core to spare), sleeping in poll()
+ * otherwise. */
 typedef struct distc__wsnode {
   struct distc__wsnode *next;
   distc_future *f;    /* the owner's reference */
@@ -48,8 +49,9 @@ void distc__waitset_add(distc__waitset *ws, distc__wsnode *n);
 /* The next completed node, or NULL when none completed before deadline
  * (distc__now() scale; 0: no deadline) or when nothing is outstanding.
  * busy is how many worker processes are computing for us, which decides
- * whether spinning would steal their core.  From here on this thread alone
- * reads the connections, until distc__waitset_release. */
+ * whether a hard spin would steal their core (then it yields instead).
+ * From here on this thread alone reads the connections, until
+ * distc__waitset_release. */
 distc__wsnode *distc__waitset_next(distc__waitset *ws, int busy,
                                    double deadline);
 /* A completed node if one is queued, else NULL; never waits or reads. */
@@ -64,18 +66,24 @@ void distc__waitset_hold(distc__waitset *ws);
 void distc__waitset_release(distc__waitset *ws);
 /* Cores this process may run on (its affinity mask). */
 int distc__ncores(void);
+/* Whether a thread may spin without taking a core someone needs: the
+ * kernel's count of runnable tasks (/proc/loadavg, the caller included)
+ * does not exceed the cores.  One pread; true where /proc is missing. */
+bool distc__spare_core(void);
 
 /* ---- pmap_batch.c: the worker side of a pmap batch ----
  * A batch is one call of DISTC__BATCH_FN with arguments
  *   [mapid, fn, items, (arg)]
- * where items is a list, or a 1-d array whose elements are the items, and
+ * where items is a list, or a 1-d array whose elements are the items (an
+ * array input's slice, or a run of ints or doubles packed by pmap.c), and
  * arg (the map's constant extra argument) comes only with the first batch a
  * process gets for that map: the process keeps it until DISTC__BATCH_END_FN
  * [mapid] arrives.  The answer is
  *   [results, errors, elapsed_ns]
- * with results a list as long as items (nil for a failed item), errors nil
- * or a list of [position, code, message], and elapsed_ns the time the items
- * took to run there. */
+ * with results a list as long as items (nil for a failed item) — or, when
+ * no item failed and every result is an int (or every one a double), an
+ * I64 (F64) array of them — errors nil or a list of [position, code,
+ * message], and elapsed_ns the time the items took to run there. */
 #define DISTC__BATCH_FN "distc__pmap_batch"
 _Static_assert(sizeof DISTC__BATCH_FN - 1 < 32, "a msgpack fixstr");
 #define DISTC__BATCH_END_FN "distc__pmap_end"

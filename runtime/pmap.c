@@ -1,30 +1,36 @@
 /* pmap.c — parallel map: the caller's side, which hands out batches of
  * items, collects their results in input order, and deals with failures.
  *
- * Scheduling.  Every participating process has a slot; a slot with room
- * takes the next batch (the least loaded first), so fast workers take more.
- * A batch is one call of the worker-side batch function (pmap_batch.c),
- * which reports how long its items took to run.  From that the map learns
- * the time per item and, unless the caller fixed the batch size, sizes
- * batches to about TARGET_NS of work, so a round trip is amortised; the
- * size grows at most RAMP-fold per measurement (the first batches have one
- * item, so slow items are never lumped together), and is capped by the
- * guided rule (what is left over twice the number of workers), so batches
- * shrink towards the end and no worker holds a long batch while others
- * idle.  When batches are short next to a round trip, a slot keeps a few
- * in flight so its worker never waits for the master; long batches go one
+ * Scheduling.  Every participating process has a slot; the least loaded
+ * slot with room takes the next batch, so fast workers take more.  A batch
+ * is one call of the worker-side batch function (pmap_batch.c), which
+ * reports how long its items took to run.  From that the map learns the
+ * time per item and, unless the caller fixed the batch size, sizes batches
+ * to about TARGET_NS of work, so a round trip is amortised; the size grows
+ * at most RAMP-fold per measurement (the first batches have one item, so
+ * slow items are never lumped together), and is capped by the guided rule
+ * (what is left over twice the number of workers), so batches shrink
+ * towards the end and no worker holds a long batch while others idle.
+ *
+ * Pipelining.  When batches are short next to a round trip, a slot keeps
+ * several in flight (its depth) so its worker never waits for the master,
+ * and is refilled only once half of them are answered: the master then
+ * wakes and writes once per several answers, and the batches for one
+ * worker leave corked into one segment (the worker corks its answers the
+ * same way, see worker.c).  Batches that outlast many round trips go one
  * at a time, so load balancing stays exact.
  *
  * Failures.  An item's error comes back on its own (the batch still
  * answers for its other items): it is retried after a delay if the options
  * say so, else replaced through on_error / error_value, else it fails the
- * map.  A worker that exits fails its calls with DISTC_EPROCEXIT: its
- * slot closes and its unfinished items go back to the queue for the
- * others, at no cost in retries.
+ * map.  A worker that exits fails its calls with DISTC_EPROCEXIT: its slot
+ * closes and its unfinished items go back to the queue for the others, at
+ * no cost in retries.  A batch too large for a frame goes again one item
+ * at a time.
  *
- * The items and results are never copied into intermediate lists: a batch
- * is sent from a borrowed view of the input, and results are moved (not
- * referenced) out of the decoded answers. */
+ * Copies.  A batch is sent from a borrowed view of the input (or, for runs
+ * of ints or doubles, a packed array: next_range); results are moved, not
+ * referenced, out of the decoded answers into the result list. */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -43,6 +49,8 @@
 typedef struct range {
   size_t first, n;
   double not_before; /* distc__now() scale; 0: at once */
+  distc_type packed; /* DISTC_INT / DOUBLE: the items are packed in the */
+  size_t packed_at;  /* dispatch's scratch from here; else DISTC_NIL */
 } range;
 
 typedef struct slot {
@@ -76,14 +84,14 @@ typedef struct map {
   slot *slots;
   int nslots, nlive;
   planned *plan;       /* dispatch's plan: up to MAX_DEPTH per slot */
-  uint64_t *scratch;   /* pack_scalars' buffer */
-  size_t scratch_len;
+  uint64_t *scratch;   /* one dispatch's packed items (see next_range) */
+  size_t scratch_used, scratch_cap;
   distc__waitset ws;
 
   size_t next;             /* first item never handed out */
   range *q;                /* items handed back, in order */
   size_t qn, qcap;
-  distc_value **res;       /* by index; NULL until done */
+  distc_value **res;       /* the result list's items, by index */
   size_t ndone;
   int *attempts;           /* by index, when retries are on */
 
@@ -123,7 +131,7 @@ static int push_range(map *m, size_t first, size_t n, double not_before,
     m->q = q;
     m->qcap = cap;
   }
-  range r = {first, n, not_before};
+  range r = {first, n, not_before, DISTC_NIL, 0};
   if (front) {
     memmove(m->q + 1, m->q, m->qn * sizeof *m->q);
     m->q[0] = r;
@@ -209,7 +217,26 @@ static int depth(const map *m, size_t b) {
   return d > MAX_DEPTH ? MAX_DEPTH : (int)d;
 }
 
-/* Takes up to want items that may go now: handed-back items first. */
+/* Room for n packed items in the scratch, or NULL. */
+static uint64_t *scratch_reserve(map *m, size_t n) {
+  if (m->scratch_used + n > m->scratch_cap) {
+    size_t cap = (m->scratch_used + n) * 2;
+    uint64_t *p = realloc(m->scratch, cap * sizeof *p);
+    if (!p)
+      return NULL;
+    m->scratch = p;
+    m->scratch_cap = cap;
+  }
+  return m->scratch + m->scratch_used;
+}
+
+/* Takes up to want items that may go now: handed-back items first.
+ *
+ * A run of fresh list items that are all ints, or all doubles, is packed
+ * into the dispatch's scratch as it is measured, in the same pass: it then
+ * travels as one typed array, with nothing to encode here per item and
+ * nothing to decode there, and the worker hands fn each element as the
+ * same int or double value, so fn sees no difference. */
 static bool next_range(map *m, size_t want, range *out) {
   double now = 0;
   for (size_t i = 0; i < m->qn; i++) {
@@ -220,7 +247,7 @@ static bool next_range(map *m, size_t want, range *out) {
       if (r->not_before > now)
         continue;
     }
-    *out = (range){r->first, r->n < want ? r->n : want, 0};
+    *out = (range){r->first, r->n < want ? r->n : want, 0, DISTC_NIL, 0};
     r->first += out->n;
     r->n -= out->n;
     if (r->n == 0) {
@@ -232,24 +259,40 @@ static bool next_range(map *m, size_t want, range *out) {
   if (m->next >= m->n)
     return false;
   size_t k = m->n - m->next < want ? m->n - m->next : want;
-  if (!m->o.batch_size && k > 1) {
-    /* Large items travel a few at a time, however cheap they are. */
-    if (m->is_array) {
-      size_t es = distc_dtype_size(m->in->u.a.dtype);
-      if (k * es > BATCH_BYTES)
-        k = BATCH_BYTES / es ? BATCH_BYTES / es : 1;
-    } else {
-      size_t bytes = 0, j = 0;
-      for (; j < k; j++) {
-        bytes += value_bytes(m->in->u.l.items[m->next + j], 0);
-        if (bytes > BATCH_BYTES)
+  bool cap = !m->o.batch_size; /* large items travel a few at a time */
+  *out = (range){m->next, k, 0, DISTC_NIL, 0};
+  if (m->is_array) {
+    size_t es = distc_dtype_size(m->in->u.a.dtype);
+    if (cap && k * es > BATCH_BYTES)
+      out->n = BATCH_BYTES / es ? BATCH_BYTES / es : 1;
+  } else {
+    distc_value *const *it = m->in->u.l.items + m->next;
+    uint64_t *dst = k >= 2 ? scratch_reserve(m, k) : NULL;
+    distc_type pt = DISTC_NIL;
+    size_t bytes = 0, j = 0;
+    for (; j < k; j++) {
+      const distc_value *v = it[j];
+      bool scalar = v->type == DISTC_INT || v->type == DISTC_DOUBLE;
+      if (cap) {
+        bytes += scalar ? 9 : value_bytes(v, 0);
+        if (bytes > BATCH_BYTES && j > 0)
           break;
       }
-      k = j ? j : 1;
+      if (dst && scalar && (j == 0 || v->type == pt)) {
+        pt = v->type;
+        memcpy(&dst[j], &v->u, sizeof dst[j]); /* i and d share the bits */
+      } else {
+        dst = NULL;
+      }
+    }
+    out->n = j;
+    if (dst && j >= 2) {
+      out->packed = pt;
+      out->packed_at = m->scratch_used;
+      m->scratch_used += j;
     }
   }
-  *out = (range){m->next, k, 0};
-  m->next += k;
+  m->next += out->n;
   return true;
 }
 
@@ -266,39 +309,6 @@ static void slot_lost(map *m, int s) {
 }
 
 static void item_failed(map *m, size_t i, int err, const char *msg);
-
-/* A run of ints, or of doubles, travels as one typed array: nothing to
- * encode here per item, nothing to decode there; the worker hands fn each
- * element as the same int or double value, so fn sees no difference.  The
- * array is a view of a scratch buffer reused from batch to batch. */
-static bool pack_scalars(map *m, range r, distc_value *view) {
-  distc_value *const *it = m->in->u.l.items + r.first;
-  distc_type t = it[0]->type;
-  if (r.n < 2 || (t != DISTC_INT && t != DISTC_DOUBLE))
-    return false;
-  for (size_t j = 1; j < r.n; j++)
-    if (it[j]->type != t)
-      return false;
-  if (r.n > m->scratch_len) {
-    free(m->scratch);
-    m->scratch_len = 0;
-    if (!(m->scratch = malloc(r.n * sizeof *m->scratch)))
-      return false;
-    m->scratch_len = r.n;
-  }
-  for (size_t j = 0; j < r.n; j++) {
-    if (t == DISTC_INT)
-      memcpy(&m->scratch[j], &it[j]->u.i, sizeof m->scratch[j]);
-    else
-      memcpy(&m->scratch[j], &it[j]->u.d, sizeof m->scratch[j]);
-  }
-  view->type = DISTC_ARRAY;
-  view->u.a.dtype = t == DISTC_INT ? DISTC_I64 : DISTC_F64;
-  view->u.a.ndim = 1;
-  view->u.a.dims[0] = view->u.a.len = r.n;
-  view->u.a.data = m->scratch;
-  return true;
-}
 
 /* Sends items r to slot s as one call of the batch function. */
 static void send_batch(map *m, int s, range r) {
@@ -318,7 +328,13 @@ static void send_batch(map *m, int s, range r) {
     items.u.a.ndim = 1;
     items.u.a.dims[0] = items.u.a.len = r.n;
     items.u.a.data = (char *)a->u.a.data + r.first * es;
-  } else if (!pack_scalars(m, r, &items)) {
+  } else if (r.packed != DISTC_NIL) {
+    items.type = DISTC_ARRAY;
+    items.u.a.dtype = r.packed == DISTC_INT ? DISTC_I64 : DISTC_F64;
+    items.u.a.ndim = 1;
+    items.u.a.dims[0] = items.u.a.len = r.n;
+    items.u.a.data = m->scratch + r.packed_at;
+  } else {
     items.type = DISTC_LIST;
     items.u.l.items = m->in->u.l.items + r.first;
     items.u.l.n = items.u.l.cap = r.n;
@@ -373,6 +389,7 @@ static void cork(distc__conn *c, bool on) {
 static void dispatch(map *m) {
   if (m->rc)
     return;
+  m->scratch_used = 0; /* the previous dispatch's sends are all done */
   int d = depth(m, batch_size(m)), low = d >= 4 ? d / 2 : d - 1, nplan = 0;
   for (int s = 0; s < m->nslots; s++) {
     slot *sl = &m->slots[s];
@@ -395,9 +412,12 @@ static void dispatch(map *m) {
     m->plan[nplan++].r = r;
     m->slots[best].nplan++;
   }
-  for (int s = 0; s < m->nslots; s++) {
+  /* Remote slots first: a batch for this process runs right here, and the
+   * workers should not wait for it to be sent their own. */
+  for (int i = 0; i < 2 * m->nslots; i++) {
+    int s = i % m->nslots;
     slot *sl = &m->slots[s];
-    if (!sl->nplan)
+    if (!sl->nplan || (i < m->nslots) != (sl->pid != distc__C.myid))
       continue;
     distc__conn *c = sl->nplan > 1 ? sl->conn : NULL;
     if (c) {
@@ -707,10 +727,12 @@ int distc_pmap(const char *fn, const distc_value *inputs,
   m.mapid = o->arg ? atomic_fetch_add(&next_mapid, 1) : 0;
   m.vmapid = distc_int(m.mapid);
   m.vfn = distc_string(fn);
-  m.res = calloc(m.n, sizeof *m.res);
+  /* Results go straight into the list, which starts out full of the
+   * immortal nil; each index is written once. */
+  m.res = out->u.l.items;
   if (o->retries > 0)
     m.attempts = calloc(m.n, sizeof *m.attempts);
-  if (!m.vmapid || !m.vfn || !m.res || (o->retries > 0 && !m.attempts)) {
+  if (!m.vmapid || !m.vfn || (o->retries > 0 && !m.attempts)) {
     rc = distc__seterr(DISTC_ENOMEM, "out of memory");
     goto free_out;
   }
@@ -724,19 +746,11 @@ int distc_pmap(const char *fn, const distc_value *inputs,
     rc = distc__seterr(m.rc, "%s", m.msg ? m.msg : distc_strerror(m.rc));
     goto free_out;
   }
-  /* Moved, not referenced: the list starts out full of the immortal nil. */
-  memcpy(out->u.l.items, m.res, m.n * sizeof *m.res);
-  free(m.res);
-  m.res = NULL;
   *results = out;
   out = NULL;
   rc = 0;
 free_out:
-  if (m.res)
-    for (size_t i = 0; i < m.n; i++)
-      distc_value_free(m.res[i]);
-  free(m.res);
-  distc_value_free(out);
+  distc_value_free(out); /* with whatever results it holds */
 close:
   close_map(&m);
   free(m.msg);

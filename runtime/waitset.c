@@ -4,18 +4,26 @@
  * A completed future hands its node to the set through the completion hook,
  * on the thread that completed it.  The owner takes nodes back.  On the
  * master the owner reads the connections of its outstanding calls itself,
- * and keeps them out of the I/O thread's epoll set for as long as it has
- * calls outstanding on them (distc__conn_quiet): an answer then wakes one
- * thread, not the I/O thread and then the owner.  While answers have been
- * coming quickly and the machine has a core to spare, the owner spins
- * reading them; otherwise it sleeps in poll() on the connections and on an
- * eventfd that the hook rings for a completion read by some other thread.
- * On an oversubscribed machine a spinning master would take the core a
- * worker needs to produce the very answer it waits for. */
+ * keeping them out of the I/O thread's epoll set (distc__conn_quiet) from
+ * its first wait until it says it has other work (distc__waitset_release):
+ * an answer then wakes one thread, not the I/O thread and then the owner.
+ * The owner must release them before anything that may block — a send,
+ * user code — or a worker blocked writing to it would never be read.
+ *
+ * While answers have been coming quickly the owner spins reading them, for
+ * an adaptive budget: hard while the machine has a core for it beside the
+ * busy workers, else yielding between reads, since on an oversubscribed
+ * machine a hard-spinning master takes the core a worker needs to produce
+ * the very answer it waits for (and waking a sleeping one costs tens of
+ * microseconds).  Past the budget it sleeps in poll() on the connections
+ * and on an eventfd that the hook rings for a completion that some other
+ * thread read. */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,6 +47,28 @@ int distc__ncores(void) {
     n = 1;
   atomic_store(&cached, n);
   return n;
+}
+
+bool distc__spare_core(void) {
+  static atomic_int fd = -2;
+  int f = atomic_load(&fd);
+  if (f == -2) {
+    int nf = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    if (!atomic_compare_exchange_strong(&fd, &f, nf) && nf >= 0)
+      close(nf); /* another thread opened it first */
+    f = atomic_load(&fd);
+  }
+  char buf[128];
+  ssize_t n = f >= 0 ? pread(f, buf, sizeof buf - 1, 0) : -1;
+  if (n <= 0)
+    return true; /* no /proc: the caller's own count decides */
+  buf[n] = '\0';
+  /* "0.52 0.58 0.59 3/467 12345": the fourth field is running/total. */
+  const char *p = buf;
+  for (int field = 0; field < 3 && p; field++)
+    if ((p = strchr(p, ' ')))
+      p++;
+  return !p || atoi(p) <= distc__ncores();
 }
 
 /* One eventfd per waiting thread, made on first need and kept: a waitset
@@ -206,6 +236,25 @@ static void pump_all(distc__waitset *ws) {
       distc__master_pump(ws->conns[i].c, false);
 }
 
+/* Reads the held connections that have something to read. */
+static void pump_ready(distc__waitset *ws) {
+  struct pollfd pf[POLL_MAX];
+  distc__conn *which[POLL_MAX];
+  int n = 0;
+  for (int i = 0; i < ws->nconns && n < POLL_MAX; i++) {
+    distc__conn *c = ws->conns[i].c;
+    if (atomic_load(&c->dead))
+      continue;
+    pf[n] = (struct pollfd){.fd = c->fd, .events = POLLIN};
+    which[n++] = c;
+  }
+  if (n == 0 || poll(pf, (nfds_t)n, 0) <= 0)
+    return;
+  for (int k = 0; k < n; k++)
+    if (pf[k].revents)
+      distc__master_pump(which[k], false);
+}
+
 /* Sleeps in poll() on the held connections and the eventfd until a node is
  * queued or the deadline passes.  A readable connection is read with its
  * lock taken blocking: the I/O thread may be finishing a read it began
@@ -281,17 +330,23 @@ distc__wsnode *distc__waitset_next(distc__waitset *ws, int busy,
     return NULL;
   double t0 = distc__now(), budget = ws->spin_ns;
   bool reader = distc__C.is_master && ws->nconns > 0;
-  bool can_spin = reader && busy + 1 <= distc__ncores();
+  bool hard = busy + 1 <= distc__ncores();
   if (reader && !any_done(ws)) {
     distc__waitset_hold(ws);
-    while (can_spin && !any_done(ws)) {
-      pump_all(ws);
+    while (!any_done(ws)) {
+      if (hard)
+        pump_all(ws);
+      else
+        pump_ready(ws); /* one syscall to look, a read only where needed */
       if (any_done(ws))
         break;
       double now = distc__now();
       if (now - t0 >= budget || (deadline > 0 && now >= deadline))
         break;
-      distc__cpu_relax();
+      if (hard)
+        distc__cpu_relax();
+      else
+        sched_yield(); /* the workers it waits for go first */
     }
     if (!any_done(ws) && ws->efd < 0)
       ws->efd = thread_efd();
@@ -323,7 +378,7 @@ distc__wsnode *distc__waitset_next(distc__waitset *ws, int busy,
 
   /* Adapt as call.c does: spin long enough to catch answers that come within
    * SPIN_MAX, and stop spinning for work whose answers take longer. */
-  if (can_spin) {
+  if (reader) {
     double took = distc__now() - t0, s = budget;
     if (took <= SPIN_MAX_NS)
       s = took * 1.5 > s ? took * 1.5 : s;

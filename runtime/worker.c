@@ -25,19 +25,24 @@
 #include "parallel.h"
 
 #define IDLE_SPIN_NS 100000.0
+#define SPARE_CHECK 32 /* idle polls between looks at the run queue */
 
-/* How long an idle worker spins before sleeping.  Spinning pays only while
- * every process has a core of its own: with more processes than cores a
- * spinning idle worker holds the core a busy peer or the master needs, so
- * an oversubscribed worker sleeps at once.  The count is the membership the
- * master sent at joining (all on this host, the common case; spread over
- * hosts it errs on the side of sleeping). */
-static double idle_spin_ns(void) {
+/* An idle worker spins for IDLE_SPIN_NS before it sleeps, since a busy
+ * caller's next call usually follows within microseconds and waking a
+ * sleeping process costs tens of them.  It spins hard only while it has a
+ * core of its own: the membership the master sent at joining fits the
+ * cores (all on this host, the common case; spread over hosts it errs on
+ * the side of sharing) and the kernel counts no more runnable tasks than
+ * cores (re-read every SPARE_CHECK polls: workers that joined early saw
+ * few peers).  Otherwise it yields between polls, so any task with work —
+ * a busy peer, the master, another program — runs first, and it still
+ * picks up the next call without the cost of a wake-up. */
+static bool own_core(void) {
   cpu_set_t set;
   long cores = sched_getaffinity(0, sizeof set, &set) == 0
                    ? CPU_COUNT(&set)
                    : sysconf(_SC_NPROCESSORS_ONLN);
-  return distc__C.nids + 1 > cores ? 0.0 : IDLE_SPIN_NS;
+  return distc__C.nids + 1 <= cores;
 }
 
 /* Answers to a run of short pmap batches leave together: while the batch
@@ -329,8 +334,9 @@ int distc__worker_main(void) {
   if (uv_thread_create(&io, io_main, NULL) != 0)
     die("cannot start the I/O thread");
 
-  double spin = idle_spin_ns(), last = distc__now(), took = CORK_MAX_NS;
-  bool corked = false;
+  double last = distc__now(), took = CORK_MAX_NS;
+  bool corked = false, mine = own_core(), hard = mine;
+  unsigned idle = 0;
   for (;;) {
     bool want = took < CORK_MAX_NS && batches_ahead(C->master);
     if (want != corked)
@@ -344,13 +350,19 @@ int distc__worker_main(void) {
       double now = distc__now();
       took = now - last;
       last = now;
+      idle = 0;
       continue;
     }
     if (corked)
       cork(fd, corked = false);
     took = CORK_MAX_NS; /* the next call is not known to be short */
-    if (distc__now() - last < spin) {
-      distc__cpu_relax();
+    if (distc__now() - last < IDLE_SPIN_NS) {
+      if (idle++ % SPARE_CHECK == 0)
+        hard = mine && distc__spare_core();
+      if (hard)
+        distc__cpu_relax();
+      else
+        sched_yield();
       continue;
     }
     distc__conn_poll(C->master, -1);

@@ -202,6 +202,63 @@ DISTC_FUNCTION(kept_sum) {
   return distc_double(s);
 }
 
+/* On a worker: what the parallel calls say there.  [pmap rc, pmap local
+ * rc, the local map's last result, reduce rc, pool rc, for rc]. */
+DISTC_FUNCTION(parallel_from_worker) {
+  (void)args;
+  (void)ctx;
+  distc_value *in = ints(0, 5), *out = NULL, *r = NULL;
+  int rc1 = distc_pmap("times3", in, NULL, &out);
+  distc_pmap_opts local = {.local = true};
+  int rc2 = distc_pmap("times3", in, &local, &out);
+  int64_t last = rc2 == 0 ? at_int(out, 4) : -1;
+  distc_value_free(out);
+  int rc3 = distc_reduce("chunk_len", 0, 5, DISTC_OP_SUM, NULL, &r);
+  distc_pool *p = NULL;
+  int id = distc_myid();
+  int rc4 = distc_pool_new(&id, 1, &p);
+  int rc5 = distc_distributed_for("chunk_len", 0, 5, NULL);
+  distc_value_free(in);
+  return distc_listv(6, distc_int(rc1), distc_int(rc2), distc_int(last),
+                     distc_int(rc3), distc_int(rc4), distc_int(rc5));
+}
+
+/* An array of n doubles, all x. */
+static distc_value *filled(size_t n, double x) {
+  distc_value *a = distc_array(DISTC_F64, 1, &n);
+  double *d = distc_array_data(a);
+  for (size_t i = 0; i < n; i++)
+    d[i] = x;
+  return a;
+}
+
+/* Asks the master for times3(x) (a call back while the caller waits). */
+DISTC_FUNCTION(ask_master) {
+  int64_t x = at_int(args, 0);
+  distc_value *a = distc_listv(1, distc_int(x)), *v = NULL;
+  int rc = distc_remotecall_fetch(DISTC_MASTER, "times3", a, &v);
+  distc_value_free(a);
+  if (rc < 0)
+    return distc_fail(ctx, "%s", distc_errmsg());
+  return v;
+}
+
+DISTC_FUNCTION(chunk_die) {
+  (void)ctx;
+  if (at_int(args, 0) == 0)
+    raise(SIGKILL);
+  return distc_int(1);
+}
+
+/* [array, n] -> an array of n copies of the array's first element */
+DISTC_FUNCTION(make_array) {
+  const distc_value *a = distc_list_at(distc_list_at(args, 0), 0);
+  size_t n = (size_t)at_int(distc_list_at(args, 0), 1);
+  if (!n)
+    return distc_fail(ctx, "make_array wants [array, n]");
+  return filled(n, ((const double *)distc_array_data(a))[0]);
+}
+
 DISTC_FUNCTION(sleep_1ms) {
   (void)ctx;
   usleep(1000);
@@ -647,6 +704,20 @@ static void case_pmap_edge(void) {
     distc_value_free(a);
   }
 
+  /* Items that call back into the master while it waits for them. */
+  distc_value *back = ints(0, 40);
+  OK(distc_pmap("ask_master", back, NULL, &out));
+  bad = 0;
+  for (size_t i = 0; i < 40; i++)
+    bad += at_int(out, i) != 3 * (int64_t)i;
+  CHECK(distc_list_len(out) == 40 && bad == 0, "calls back: %d wrong", bad);
+  distc_value_free(out);
+  OK(distc_reduce("ask_master", 5, 8, DISTC_OP_SUM, NULL, &out));
+  CHECK(distc_value_int(out) == 15 + 18 + 21, "reduce calling back: %lld",
+        (long long)distc_value_int(out));
+  distc_value_free(out);
+  distc_value_free(back);
+
   /* distributed=false: everything runs here. */
   distc_value *in = ints(0, 50);
   distc_pmap_opts local = {.local = true};
@@ -1056,6 +1127,18 @@ static void case_reduce_edge(void) {
   OK(distc_reduce("chunk_one", 0, 3, DISTC_OP_SUM, NULL, &r));
   CHECK(distc_value_double(r) == 3.0, "one each");
   distc_value_free(r);
+
+  /* A worker that dies in its chunk: the reduction fails, naming it. */
+  rc = distc_reduce("chunk_die", 0, 3, DISTC_OP_SUM, NULL, &r);
+  CHECK(rc == DISTC_EPROCEXIT && strstr(distc_errmsg(), "chunk 1 of 3") &&
+            strstr(distc_errmsg(), "exited"),
+        "dying chunk: %d %s", rc, distc_errmsg());
+  for (int i = 0; i < 500 && distc_nworkers() == 3; i++)
+    usleep(10000);
+  OK(distc_reduce("chunk_one", 0, 10, DISTC_OP_SUM, NULL, &r));
+  CHECK(distc_value_double(r) == 2.0, "on the two left: %g",
+        distc_value_double(r));
+  distc_value_free(r);
 }
 
 static void case_dfor(void) {
@@ -1118,6 +1201,60 @@ static void case_dfor(void) {
         "no future");
 }
 
+/* Only the master distributes; a worker may still map locally. */
+static void case_worker_calls(void) {
+  distc_value *v = NULL;
+  OK(distc_remotecall_fetch(2, "parallel_from_worker", NULL, &v));
+  CHECK(at_int(v, 0) == DISTC_ENOTMASTER, "pmap on a worker: %lld",
+        (long long)at_int(v, 0));
+  CHECK(at_int(v, 1) == 0 && at_int(v, 2) == 12, "local pmap on a worker: "
+        "%lld %lld", (long long)at_int(v, 1), (long long)at_int(v, 2));
+  CHECK(at_int(v, 3) == DISTC_ENOTMASTER, "reduce on a worker");
+  CHECK(at_int(v, 4) == DISTC_ENOTMASTER, "pool on a worker");
+  CHECK(at_int(v, 5) == DISTC_ENOTMASTER, "for on a worker");
+  distc_value_free(v);
+}
+
+/* Run with DISTC_MAX_FRAME=65536: a batch too large for one frame is sent
+ * one item at a time, and an item too large for any frame fails alone. */
+static void case_frame_limit(void) {
+  distc_value *in = distc_list(8), *out = NULL;
+  for (size_t i = 0; i < 8; i++) /* 40 KB each: two do not fit a frame */
+    distc_list_set(in, i, filled(5000, (double)i));
+  distc_pmap_opts o = {.batch_size = 4};
+  OK(distc_pmap("negate", in, &o, &out));
+  int bad = 0;
+  for (size_t i = 0; i < 8; i++) {
+    const double *d = distc_array_data(distc_list_at(out, i));
+    bad += !d || distc_array_len(distc_list_at(out, i)) != 5000 ||
+           d[4999] != -(double)i;
+  }
+  CHECK(distc_list_len(out) == 8 && bad == 0, "split batches: %d wrong", bad);
+  distc_value_free(out);
+  /* Item 3 alone is too large to send. */
+  distc_list_set(in, 3, filled(20000, 3));
+  distc_value *ev = distc_string("too big");
+  distc_pmap_opts o2 = {.error_value = ev};
+  OK(distc_pmap("negate", in, &o2, &out));
+  CHECK(distc_value_equal(distc_list_at(out, 3), ev), "the large item failed");
+  CHECK(distc_array_len(distc_list_at(out, 4)) == 5000, "the others did not");
+  distc_value_free(out);
+  int rc = distc_pmap("negate", in, NULL, &out);
+  CHECK(rc == DISTC_ETOOBIG && strstr(distc_errmsg(), "item 3"),
+        "without a stand-in: %d %s", rc, distc_errmsg());
+  /* A result too large to come back fails its item the same way. */
+  distc_value *grow = distc_list(2);
+  distc_list_set(grow, 0, filled(10, 1));
+  distc_list_set(grow, 1, distc_int(20000));
+  distc_value *in2 = distc_listv(1, grow);
+  rc = distc_pmap("make_array", in2, NULL, &out);
+  CHECK(rc == DISTC_ETOOBIG && strstr(distc_errmsg(), "On worker"),
+        "large result: %d %s", rc, distc_errmsg());
+  distc_value_free(in2);
+  distc_value_free(ev);
+  distc_value_free(in);
+}
+
 /* Without distc-launch: a master with no workers runs everything itself. */
 static void case_standalone(void) {
   distc_value *in = ints(0, 30), *out = NULL, *r = NULL;
@@ -1156,7 +1293,8 @@ int main(int argc, char **argv) {
       {"errors", case_pmap_errors},     {"retry", case_pmap_retry},
       {"kill", case_pmap_kill},         {"kill-all", case_pmap_kill_all},
       {"edge", case_pmap_edge},         {"large", case_pmap_large},
-      {"typed", case_pmap_typed},
+      {"typed", case_pmap_typed},       {"worker-calls", case_worker_calls},
+      {"frame-limit", case_frame_limit},
       {"progress", case_pmap_progress}, {"pool", case_pool},
       {"reduce-ops", case_reduce_ops},  {"reduce-edge", case_reduce_edge},
       {"for", case_dfor},               {"standalone", case_standalone},

@@ -4,6 +4,8 @@
  *   ssh_prog calls            remote calls across every worker, checked
  *   ssh_prog hang             prints the workers, then waits to be killed
  *   ssh_prog output           every worker prints a line
+ *   ssh_prog pmap             distc_pmap over every worker, checked
+ *   ssh_prog darray           a distributed array across every worker
  *   ssh_prog addprocs HOSTS SSH_CONFIG [OPTION...]
  *                             without distc-launch: distc_addprocs over SSH
  *
@@ -82,6 +84,29 @@ DISTC_FUNCTION(echo_sum) {
   return distc_listv(2, distc_value_ref(a), distc_double(sum));
 }
 
+/* [x * x, the host it ran on], for pmap: every item says where it ran. */
+DISTC_FUNCTION(square_where) {
+  int64_t x = distc_value_int(distc_list_at(args, 0));
+  char host[64];
+  host_of(host, sizeof host);
+  return distc_listv(2, distc_int(x * x), distc_string(host));
+}
+
+/* The host of this darray owner and the sum of its chunk. */
+DISTC_FUNCTION(chunk_where) {
+  distc_value *d = distc_list_at(args, 0), *part = NULL;
+  if (distc_darray_localpart(d, &part) < 0)
+    return distc_fail(ctx, "no chunk here: %s", distc_errmsg());
+  const double *x = distc_array_data(part);
+  double sum = 0;
+  for (size_t i = 0; i < distc_array_len(part); i++)
+    sum += x[i];
+  distc_value_free(part);
+  char host[64];
+  host_of(host, sizeof host);
+  return distc_listv(2, distc_string(host), distc_double(sum));
+}
+
 DISTC_FUNCTION(fails) {
   return distc_fail(ctx, "failing on purpose on worker %d", distc_myid());
 }
@@ -90,6 +115,76 @@ DISTC_FUNCTION(say) {
   printf("hello from worker %d\n", distc_myid());
   fflush(stdout);
   return distc_nil();
+}
+
+/* pmap of 400 items over every worker: results in order, and items ran on
+ * every host the workers are on.  Prints "pmap host H N" per host. */
+static int run_pmap(void) {
+  enum { N = 400 };
+  distc_value *in = distc_list(N), *out = NULL;
+  for (size_t i = 0; i < N; i++)
+    distc_list_set(in, i, distc_int((int64_t)i));
+  distc_pmap_opts o = {.no_progress = true};
+  check(distc_pmap("square_where", in, &o, &out), "pmap");
+  int bad = 0;
+  char hosts[8][64];
+  int counts[8] = {0}, nh = 0;
+  for (size_t i = 0; i < N; i++) {
+    distc_value *r = distc_list_at(out, i);
+    if (distc_value_int(distc_list_at(r, 0)) != (int64_t)(i * i))
+      bad++;
+    const char *h = distc_value_str(distc_list_at(r, 1), NULL);
+    int k = 0;
+    while (k < nh && strcmp(hosts[k], h) != 0)
+      k++;
+    if (k == nh && nh < 8)
+      snprintf(hosts[nh++], sizeof hosts[0], "%s", h);
+    if (k < 8)
+      counts[k]++;
+  }
+  for (int k = 0; k < nh; k++)
+    printf("pmap host %s %d\n", hosts[k], counts[k]);
+  printf("pmap %s\n", bad ? "FAILED" : "ok");
+  distc_value_free(in);
+  distc_value_free(out);
+  return bad;
+}
+
+/* A 120x40 array of ones distributed over every worker: each owner reports
+ * its host and chunk sum; reduce and gather see the whole array. */
+static int run_darray(void) {
+  size_t dims[2] = {120, 40};
+  distc_value *fill = distc_listv(1, distc_double(1.0)), *d = NULL, *r = NULL;
+  distc_darray_opts o = {.init = "distc_darray_fill", .init_args = fill};
+  check(distc_darray_new(DISTC_F64, 2, dims, &o, &d), "darray_new");
+  int bad = 0, owners[MAXW];
+  int n = distc_darray_procs(d, owners, MAXW);
+  distc_value *args = distc_listv(1, distc_value_ref(d));
+  double total = 0;
+  for (int i = 0; i < n; i++) {
+    check(distc_remotecall_fetch(owners[i], "chunk_where", args, &r),
+          "chunk_where");
+    printf("chunk %d on %s sum %g\n", owners[i],
+           distc_value_str(distc_list_at(r, 0), NULL),
+           distc_value_double(distc_list_at(r, 1)));
+    total += distc_value_double(distc_list_at(r, 1));
+    distc_value_free(r);
+  }
+  distc_value_free(args);
+  bad += total != 120.0 * 40;
+  check(distc_darray_reduce(d, NULL, DISTC_OP_SUM, &r), "darray_reduce");
+  bad += distc_value_double(r) != 120.0 * 40;
+  distc_value_free(r);
+  check(distc_darray_gather(d, &r), "darray_gather");
+  const double *g = distc_array_data(r);
+  for (size_t i = 0; i < distc_array_len(r); i++)
+    bad += g[i] != 1.0;
+  bad += distc_array_len(r) != 120 * 40;
+  distc_value_free(r);
+  check(distc_darray_free(d), "darray_free");
+  distc_value_free(fill);
+  printf("darray %s over %d owners\n", bad ? "FAILED" : "ok", n);
+  return bad;
 }
 
 static int workers(int *ids) {
@@ -212,6 +307,12 @@ int main(int argc, char **argv) {
     int bad = run_calls(ids, n);
     printf("calls %s on %d workers\n", bad ? "FAILED" : "ok", n);
     if (bad)
+      return 1;
+  } else if (strcmp(what, "pmap") == 0) {
+    if (run_pmap())
+      return 1;
+  } else if (strcmp(what, "darray") == 0) {
+    if (run_darray())
       return 1;
   } else if (strcmp(what, "output") == 0) {
     for (int i = 0; i < n; i++)

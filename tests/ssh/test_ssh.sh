@@ -157,16 +157,28 @@ launch --hosts node1:2,node2:2 "$PROG" calls
 check "remote calls, spawnat(ANY) and 4 MiB arrays on 2 hosts x 2 workers" \
   grep -qx "calls ok on 4 workers" "$T/out"
 
+launch -p 1 --hosts node1:2,node2:2 "$PROG" pmap
+check "pmap over a local worker and 2 hosts x 2 workers gives every result, in order" \
+  grep -qx "pmap ok" "$T/out"
+check "... with items run on this host, on node1 and on node2" \
+  bash -c "grep -Eq '^pmap host local [1-9]' '$T/out' && grep -Eq '^pmap host $N1 [1-9]' '$T/out' && grep -Eq '^pmap host $N2 [1-9]' '$T/out'"
+
+launch --hosts node1:2,node2:2 "$PROG" darray
+check "a distributed array over 2 hosts: chunk sums, reduce and gather are right" \
+  grep -qx "darray ok over 4 owners" "$T/out"
+check "... with its chunks on node1 and on node2" \
+  bash -c "[ \$(grep -c '^chunk [0-9]* on $N1 ' '$T/out') -eq 2 ] && [ \$(grep -c '^chunk [0-9]* on $N2 ' '$T/out') -eq 2 ]"
+
 launch --hosts node1:1,node2:1 "$PROG" output
 check "remote worker output is tagged as for local workers" \
   bash -c "grep -qxF '      From worker 2:	hello from worker 2' '$T/out' && grep -qxF '      From worker 3:	hello from worker 3' '$T/out'"
 
 launch -v --hosts node1:1,node2:1 "$PROG" where
 check "workers on node1 dial the address this host has on node1's link" \
-  grep -q "^distc-launch: \[node1\] its workers dial the master at ${TESTBED_MASTER_ADDR//./\\.}:" "$T/err"
+  grep -q "^distc-launch: \[node1\] .*its workers dial the master at ${TESTBED_MASTER_ADDR//./\\.}:" "$T/err"
 if [ "$TESTBED_MODE" = netns ]; then
   check "workers on node2 dial this host's other address (multi-homed)" \
-    grep -q "^distc-launch: \[node2\] its workers dial the master at 10\.231\.2\.1:" "$T/err"
+    grep -q "^distc-launch: \[node2\] .*its workers dial the master at 10\.231\.2\.1:" "$T/err"
 fi
 check "-v shows the remote command, with no secret in it" \
   bash -c "grep -q 'DISTC_ROLE=proxy' '$T/err' && ! grep -Eq '[0-9a-f]{64}' '$T/err'"
@@ -379,6 +391,12 @@ launch --hostfile "$T/hosts4" "$PROG" where
 fails_with "a missing dir is named" node2 "does not exist"
 launch --hosts node1 /bin/true
 fails_with "a program that is not a libdistc program is named" node1 "before it answered"
+printf '#!/bin/sh\necho "a line on stderr" >&2\nexit 3\n' >"$T/noisy"
+chmod +x "$T/noisy"
+launch --hosts node1 --exename "$T/noisy" "$PROG" where
+fails_with "its exit status is given" node1 "exited with status 3 before it answered"
+check "what a remote program writes to stderr is shown, tagged with its host" \
+  grep -qxF "      From node1:	a line on stderr" "$T/err"
 
 # A failure on one host leaves nothing on the others.
 printf 'node1:2\nnode2:2 exename=/nonexistent/prog\n' >"$T/hosts5"
@@ -406,10 +424,15 @@ if [ "$TESTBED_MODE" = netns ]; then
   launch --hosts node3:2 --tunnel "$PROG" calls
   check "--tunnel: remote calls and 4 MiB arrays from a host that cannot reach us" \
     grep -qx "calls ok on 2 workers" "$T/out"
+  launch --hosts node1:1,node3:1 --tunnel "$PROG" pmap
+  check "--tunnel: pmap over node1 and the firewalled node3" \
+    bash -c "grep -qx 'pmap ok' '$T/out' && grep -Eq '^pmap host $N3 [1-9]' '$T/out'"
   launch -p 1 --hosts node1:1,node3:1 --tunnel "$PROG" where
   check "--tunnel with a local worker and two hosts" \
     bash -c "[ $rc -eq 0 ] && [ $(on_host local) -eq 1 ] && [ $(on_host "$N1") -eq 1 ] && [ $(on_host "$N3") -eq 1 ]"
   check "--tunnel leaves nothing running" nothing_left 5 ""
+  launch --hosts node1:2223:1 --tunnel "$PROG" where
+  fails_with "--tunnel to a server that refuses forwarding is named" node1:2223 "refused to forward a port back"
 else
   skip "a host that cannot reach the master" "needs network namespaces (firewall)"
   skip "--tunnel through a firewall" "needs network namespaces (firewall)"

@@ -17,6 +17,8 @@
 #          "node2" to 10.231.2.2, so node1's and node2's connections have
 #          different local addresses here, as on a multi-homed master.
 #          Its sshd also listens on port 2222.
+#          (node1's also listens on port 2223, where it refuses port
+#          forwarding.)
 #   node3  netns distc-tb-node3  10.231.0.13 on the bridge; its firewall
 #          drops every TCP connection it opens except over loopback, so it
 #          can answer ssh but cannot reach the master (the --tunnel case).
@@ -30,6 +32,9 @@
 # sshd per host on 127.0.0.{11,12,13} ports 22011..22013 (node2 also 2222 on
 # 127.0.0.12), with mode=loopback recorded so tests can say what they could
 # not check (the firewall case).
+#
+# Each host's login sessions get HOME=<state dir>/nodeN/home (sshd SetEnv),
+# so the machine's own ~/.bashrc does not run on the "remote" hosts.
 #
 # Files for the tests: ssh_config (Host node1..3, ghost, all User root or
 # the current user, IdentityFile id_ed25519, UserKnownHostsFile known_hosts),
@@ -115,13 +120,14 @@ make_keys() {
 
 make_node() {
   local n=$1 d=$DIR/$1 user
-  mkdir -p "$d"
+  mkdir -p "$d/home"
   [ -f "$d/ssh_host_ed25519_key" ] ||
     ssh-keygen -q -t ed25519 -N '' -C "$n" -f "$d/ssh_host_ed25519_key" || die "ssh-keygen failed"
   user=$(id -un)
   {
     echo "ListenAddress $(node_addr "$n"):$(node_port "$n")"
     if [ "$n" = node2 ]; then echo "ListenAddress $(node_addr "$n"):2222"; fi
+    if [ "$n" = node1 ]; then echo "ListenAddress $(node_addr "$n"):2223"; fi
     echo "HostKey $d/ssh_host_ed25519_key"
     echo "PidFile $d/sshd.pid"
     echo "AuthorizedKeysFile $DIR/authorized_keys"
@@ -136,6 +142,14 @@ make_node() {
     echo "PrintMotd no"
     echo "LogLevel VERBOSE"
     echo "AllowUsers $user"
+    # A host of its own has a home of its own: the login shell must not
+    # run this machine's ~/.bashrc (whatever it holds) as if it were theirs.
+    echo "SetEnv HOME=$d/home"
+    if [ "$n" = node1 ]; then
+      # node1:2223 refuses port forwarding (what --tunnel needs).
+      echo "Match LocalPort 2223"
+      echo "  AllowTcpForwarding no"
+    fi
   } >"$d/sshd_config"
 }
 
@@ -148,6 +162,7 @@ known_hosts_lines() {
   port=$(node_port "$n")
   if [ "$port" = 22 ]; then echo "$n,$addr $key"; else echo "[$n]:$port,[$addr]:$port $key"; fi
   if [ "$n" = node2 ]; then echo "[$n]:2222,[$addr]:2222 $key"; fi
+  if [ "$n" = node1 ]; then echo "[$n]:2223,[$addr]:2223 $key"; fi
   if [ "$(mode)" = netns ] && [ "$n" = node2 ]; then echo "$SUBNET.12 $key"; fi
 }
 
