@@ -70,6 +70,7 @@ typedef struct distc__master_spec {
   const char *dir;             /* working directory; NULL: inherit */
   const char *const *env;      /* --env entries, NULL-terminated */
   int listen_fd;               /* the listening socket (-1 in a dry run) */
+  int local_fd;                /* the same-host socket (-1: none) */
   const unsigned char *secret; /* DISTC_SECRET_LEN bytes */
   int nworkers;
   double timeout_s;

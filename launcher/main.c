@@ -113,8 +113,8 @@ int main(int argc, char **argv) {
   int nhosts = 0;
   int *bind_cpu = NULL;
   unsigned char secret[DISTC_SECRET_LEN] = {0};
-  char master_addr[64];
-  int listen_fd = -1, port = 0, control_fd = -1;
+  char master_addr[64], local_addr[64] = "";
+  int listen_fd = -1, port = 0, control_fd = -1, local_fd = -1;
   bool signals = false;
   pid_t master = -1;
   int code, rc;
@@ -217,6 +217,11 @@ int main(int argc, char **argv) {
       goto restore_signals;
     }
     snprintf(master_addr, sizeof master_addr, "127.0.0.1:%d", port);
+    if ((rc = distc_local_listener(local_addr, sizeof local_addr,
+                                   &local_fd)) != 0) {
+      code = fail(DISTC__EXIT_FAILURE);
+      goto close_listener;
+    }
   } else {
     snprintf(master_addr, sizeof master_addr, "127.0.0.1:<port>");
   }
@@ -237,6 +242,7 @@ int main(int argc, char **argv) {
       .dry_run = o.dry_run,
       .started = &started,
       .blas_auto = o.blas_threads == 0,
+      .local_addr = local_addr[0] ? local_addr : NULL,
   };
   rc = m.ops->launch(m.state, &spec);
   if (rc != 0) {
@@ -250,6 +256,7 @@ int main(int argc, char **argv) {
       .dir = o.dir,
       .env = o.env,
       .listen_fd = listen_fd,
+      .local_fd = local_fd,
       .secret = secret,
       .nworkers = started,
       .timeout_s = o.timeout_s,
@@ -268,6 +275,9 @@ int main(int argc, char **argv) {
   }
   close(listen_fd);
   listen_fd = -1;
+  if (local_fd >= 0)
+    close(local_fd);
+  local_fd = -1;
 
   distc__supervision sv = {
       .m = &m,
@@ -284,6 +294,8 @@ int main(int argc, char **argv) {
 close_listener:
   if (listen_fd >= 0)
     close(listen_fd);
+  if (local_fd >= 0)
+    close(local_fd);
 restore_signals:
   if (signals)
     distc__signals_restore();

@@ -91,7 +91,7 @@ static int inheritable(int fd) { return fcntl(fd, F_DUPFD, 3); }
 int distc__master_spawn(const distc__master_spec *ms, pid_t *pid,
                         int *control_fd) {
   int secret[2] = {-1, -1}, control[2] = {-1, -1};
-  int m_listen = -1, m_secret = -1, m_control = -1;
+  int m_listen = -1, m_secret = -1, m_control = -1, m_local = -1;
   char **add = NULL, **env = NULL;
   size_t nadd = 0, nenv = 0;
   int rc = 0;
@@ -114,6 +114,11 @@ int distc__master_spawn(const distc__master_spec *ms, pid_t *pid,
     close(secret[1]);
     secret[1] = -1;
     m_listen = inheritable(ms->listen_fd);
+    if (ms->local_fd >= 0 && (m_local = inheritable(ms->local_fd)) < 0) {
+      rc = distc__seterr(DISTC_ESPAWN, "cannot pass descriptors to the "
+                                       "master: %s", strerror(errno));
+      goto close_fds;
+    }
     m_secret = inheritable(secret[0]);
     m_control = inheritable(control[1]);
     if (m_listen < 0 || m_secret < 0 || m_control < 0) {
@@ -129,7 +134,7 @@ int distc__master_spawn(const distc__master_spec *ms, pid_t *pid,
   size_t nuser = 0;
   while (ms->env && ms->env[nuser])
     nuser++;
-  add = calloc(nuser + 8, sizeof *add);
+  add = calloc(nuser + 8 + 1, sizeof *add); /* + the contract, NULL */
   if (add == NULL)
     goto nomem;
   for (size_t i = 0; i < nuser; i++) {
@@ -146,7 +151,7 @@ int distc__master_spawn(const distc__master_spec *ms, pid_t *pid,
     snprintf(fdtext[1], sizeof fdtext[1], "%d", m_secret);
     snprintf(fdtext[2], sizeof fdtext[2], "%d", m_control);
   }
-  char contract[7][64];
+  char contract[8][64];
   snprintf(contract[0], 64, "%s=master", DISTC_ENV_ROLE);
   snprintf(contract[1], 64, "%s=%s", DISTC_ENV_LISTEN_FD, fdtext[0]);
   snprintf(contract[2], 64, "%s=%s", DISTC_ENV_SECRET_FD, fdtext[1]);
@@ -154,6 +159,8 @@ int distc__master_spawn(const distc__master_spec *ms, pid_t *pid,
   snprintf(contract[4], 64, "%s=%s", DISTC_ENV_CONTROL_FD, fdtext[2]);
   snprintf(contract[5], 64, "%s=%g", DISTC_ENV_TIMEOUT, ms->timeout_s);
   snprintf(contract[6], 64, "%s=%ld", DISTC_ENV_PARENT, (long)getpid());
+  /* -1 (none, or a dry run): the master opens its own if it needs one. */
+  snprintf(contract[7], 64, "%s=%d", DISTC_ENV_LISTEN_LOCAL_FD, m_local);
   for (size_t c = 0; c < DISTC__ARRAY_LEN(contract); c++) {
     char *dup = strdup(contract[c]);
     if (dup == NULL)
@@ -245,6 +252,8 @@ close_fds:
   }
   if (m_listen >= 0)
     close(m_listen);
+  if (m_local >= 0)
+    close(m_local);
   if (m_secret >= 0)
     close(m_secret);
   if (m_control >= 0)

@@ -19,6 +19,11 @@
  * whose fd number DISTC_SECRET_FD names. */
 #define DISTC_ENV_ROLE "DISTC_ROLE"           /* "master" | "worker" */
 #define DISTC_ENV_MASTER "DISTC_MASTER"       /* worker: host:port to dial */
+/* worker: "@name" of the master's same-host socket, tried before
+ * DISTC_MASTER (unreachable from another host or network namespace) */
+#define DISTC_ENV_MASTER_LOCAL "DISTC_MASTER_LOCAL"
+/* master: the listening same-host socket (local_socket.c) */
+#define DISTC_ENV_LISTEN_LOCAL_FD "DISTC_LISTEN_LOCAL_FD"
 #define DISTC_ENV_SECRET_FD "DISTC_SECRET_FD" /* fd holding the secret */
 #define DISTC_ENV_INDEX "DISTC_WORKER_INDEX"  /* worker: launch index >= 0 */
 #define DISTC_ENV_PARENT "DISTC_PARENT_PID"   /* for PR_SET_PDEATHSIG */
@@ -70,6 +75,9 @@ typedef struct distc_launch_spec {
   /* blas_threads was computed from this host's cores, not asked for: a
    * manager starting workers on other hosts computes it for each host. */
   bool blas_auto;
+  /* optional: "@name" of the master's same-host socket; workers started on
+   * this host get it as DISTC_MASTER_LOCAL and try it first. */
+  const char *local_addr;
 } distc_launch_spec;
 
 /* Called by reap for every started worker that has exited. */
@@ -144,6 +152,11 @@ int distc_manager_set_common(distc_manager *m, double timeout_s, bool verbose,
  * thread counts) for worker `index` and posix_spawns it with the secret on a
  * pipe as DISTC_SECRET_FD.  *pid receives the child.  An exec failure is
  * reported, not silent. */
+/* local_socket.c: an abstract AF_UNIX listener with a fresh name, written
+ * to addr as "@name"; and a connection to such a name (-1 on failure). */
+int distc_local_listener(char *addr, size_t cap, int *fd);
+int distc_local_dial(const char *addr);
+
 int distc_spawn_worker(const distc_launch_spec *spec, int index,
                        const char *const *extra_env, pid_t *pid);
 

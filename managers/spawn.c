@@ -118,6 +118,8 @@ static int added_env(const distc_launch_spec *spec, int index,
     rc = envv_setf(add, "%s=worker", DISTC_ENV_ROLE);
   if (rc == 0)
     rc = envv_setf(add, "%s=%s", DISTC_ENV_MASTER, spec->master_addr);
+  if (rc == 0 && spec->local_addr)
+    rc = envv_setf(add, "%s=%s", DISTC_ENV_MASTER_LOCAL, spec->local_addr);
   if (rc == 0)
     rc = envv_setf(add, "%s=%d", DISTC_ENV_INDEX, index);
   if (rc == 0)

@@ -17,6 +17,7 @@ distc__cluster distc__C = {
     .qlock = PTHREAD_MUTEX_INITIALIZER,
     .qcond = PTHREAD_COND_INITIALIZER,
     .listen_fd = -1,
+    .local_fd = -1,
     .remote_fd = -1,
 };
 

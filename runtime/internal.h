@@ -247,6 +247,10 @@ typedef struct distc__cluster {
    * SSH when the first one is on loopback only. */
   int remote_fd;
   char remote_addr[64];
+  /* the same-host socket (local_socket.c): fd, "@name", its poll */
+  int local_fd;
+  char local_addr[64];
+  uv_poll_t local_poll;
   bool remote_pending; /* the I/O thread has yet to poll it */
   uv_poll_t remote_poll;
   bool io_running;

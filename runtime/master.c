@@ -12,6 +12,7 @@
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -459,6 +461,7 @@ static void close_walk(uv_handle_t *h, void *arg) {
   if (h->data && (h->type == UV_POLL || h->type == UV_TIMER) &&
       h != (uv_handle_t *)&distc__C.listen_poll &&
       h != (uv_handle_t *)&distc__C.remote_poll &&
+      h != (uv_handle_t *)&distc__C.local_poll &&
       h != (uv_handle_t *)&conn_poll) {
     peer_close(h->data);
     return;
@@ -798,9 +801,31 @@ int distc__master_init(void) {
   }
   if ((rc = open_listener()) < 0)
     goto fail;
+  /* The launcher's same-host socket, or one of our own for addprocs; we
+   * work without (TCP only) if neither can be had. */
+  int lfd = env_int(DISTC_ENV_LISTEN_LOCAL_FD, -1);
+  if (lfd >= 0) {
+    struct sockaddr_un su;
+    socklen_t sl = sizeof su;
+    if (getsockname(lfd, (struct sockaddr *)&su, &sl) == 0 &&
+        su.sun_family == AF_UNIX && sl > offsetof(struct sockaddr_un, sun_path) + 1 &&
+        su.sun_path[0] == '\0') {
+      size_t n = sl - offsetof(struct sockaddr_un, sun_path) - 1;
+      snprintf(C->local_addr, sizeof C->local_addr, "@%.*s", (int)n,
+               su.sun_path + 1);
+      C->local_fd = lfd;
+      fcntl(lfd, F_SETFD, FD_CLOEXEC);
+    }
+  } else if (distc_local_listener(C->local_addr, sizeof C->local_addr,
+                                  &C->local_fd) < 0) {
+    C->local_fd = -1;
+  }
+  if (C->local_fd >= 0)
+    distc__set_nonblock(C->local_fd, true);
   const char *ours[] = {DISTC_ENV_ROLE, DISTC_ENV_SECRET_FD, DISTC_ENV_LISTEN_FD,
                         DISTC_ENV_NWORKERS, DISTC_ENV_CONTROL_FD,
-                        DISTC_ENV_TIMEOUT, DISTC_ENV_PARENT};
+                        DISTC_ENV_TIMEOUT, DISTC_ENV_PARENT,
+                        DISTC_ENV_LISTEN_LOCAL_FD};
   for (size_t i = 0; i < DISTC__ARRAY_LEN(ours); i++)
     unsetenv(ours[i]);
   if (control_fd >= 0)
@@ -814,7 +839,10 @@ int distc__master_init(void) {
       uv_poll_init(&C->loop, &C->listen_poll, C->listen_fd) ||
       uv_poll_start(&C->listen_poll, UV_READABLE, on_listen) ||
       uv_poll_init(&C->loop, &conn_poll, conn_epfd) ||
-      uv_poll_start(&conn_poll, UV_READABLE, on_workers_io)) {
+      uv_poll_start(&conn_poll, UV_READABLE, on_workers_io) ||
+      (C->local_fd >= 0 &&
+       (uv_poll_init(&C->loop, &C->local_poll, C->local_fd) ||
+        uv_poll_start(&C->local_poll, UV_READABLE, on_listen)))) {
     rc = distc__seterr(DISTC_EIO, "cannot set up the event loop");
     goto fail;
   }
@@ -957,6 +985,7 @@ int distc_addprocs(const distc_addprocs_opts *o, int *ids) {
       .blas_threads = cpus > total ? (int)(cpus / total) : 1,
       .started = &started,
       .blas_auto = m->ops->remote,
+      .local_addr = C->local_fd >= 0 ? C->local_addr : NULL,
   };
   if ((rc = m->ops->launch(m->state, &spec)) < 0)
     goto close_manager;
@@ -1106,6 +1135,9 @@ int distc__master_finalize(void) {
   if (C->listen_fd >= 0)
     close(C->listen_fd);
   C->listen_fd = -1;
+  if (C->local_fd >= 0)
+    close(C->local_fd);
+  C->local_fd = -1;
   if (C->remote_fd >= 0)
     close(C->remote_fd);
   C->remote_fd = -1;

@@ -299,14 +299,20 @@ int distc__worker_main(void) {
   int index = atoi(idx);
   double deadline = distc__now() + env_double(DISTC_ENV_TIMEOUT, 60) * 1e9;
   char *master_addr = strdup(addr);
+  const char *local = getenv(DISTC_ENV_MASTER_LOCAL);
+  /* The same-host socket when it is reachable (same host and network
+   * namespace), TCP otherwise. */
+  int fd = local ? distc_local_dial(local) : -1;
   /* Nothing of ours may leak into programs this worker starts: they would
    * think they are workers too. */
   const char *ours[] = {DISTC_ENV_ROLE, DISTC_ENV_MASTER, DISTC_ENV_SECRET_FD,
-                        DISTC_ENV_INDEX, DISTC_ENV_PARENT, DISTC_ENV_TIMEOUT};
+                        DISTC_ENV_INDEX, DISTC_ENV_PARENT, DISTC_ENV_TIMEOUT,
+                        DISTC_ENV_MASTER_LOCAL};
   for (size_t i = 0; i < DISTC__ARRAY_LEN(ours); i++)
     unsetenv(ours[i]);
 
-  int fd = dial(master_addr, deadline);
+  if (fd < 0)
+    fd = dial(master_addr, deadline);
   int id;
   bool cma = false;
   handshake(fd, secret, index, deadline, &id, &cma);
