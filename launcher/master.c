@@ -19,34 +19,10 @@
 
 extern char **environ;
 
-/* Writes s so that a POSIX shell reads it back as one word. */
-static void put_quoted(FILE *f, const char *s) {
-  static const char safe[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-      "0123456789_@%+=:,./-";
-  if (s[0] != '\0' && strspn(s, safe) == strlen(s)) {
-    fputs(s, f);
-    return;
-  }
-  fputc('\'', f);
-  for (; *s; s++) {
-    if (*s == '\'')
-      fputs("'\\''", f);
-    else
-      fputc(*s, f);
-  }
-  fputc('\'', f);
-}
-
-static size_t key_len(const char *kv) {
-  const char *eq = strchr(kv, '=');
-  return eq ? (size_t)(eq - kv) : strlen(kv);
-}
-
 static bool key_in(const char *kv, char *const *list, size_t n) {
-  size_t k = key_len(kv);
+  size_t k = distc_env_key_len(kv);
   for (size_t i = 0; i < n; i++)
-    if (key_len(list[i]) == k && strncmp(list[i], kv, k) == 0)
+    if (distc_env_key_len(list[i]) == k && strncmp(list[i], kv, k) == 0)
       return true;
   return false;
 }
@@ -65,18 +41,18 @@ static void print_command(const distc__master_spec *ms, char *const *add,
   if (f == NULL)
     return;
   fputs("distc-launch: [master] cd ", f);
-  put_quoted(f, dir);
+  distc_shell_quote(f, dir);
   fputs(" &&", f);
   for (size_t i = 0; i < nadd; i++) {
-    size_t k = key_len(add[i]);
+    size_t k = distc_env_key_len(add[i]);
     fprintf(f, " %.*s=", (int)k, add[i]);
-    put_quoted(f, add[i] + k + 1);
+    distc_shell_quote(f, add[i] + k + 1);
   }
   fputc(' ', f);
-  put_quoted(f, ms->path);
+  distc_shell_quote(f, ms->path);
   for (size_t i = 1; ms->argv[i]; i++) {
     fputc(' ', f);
-    put_quoted(f, ms->argv[i]);
+    distc_shell_quote(f, ms->argv[i]);
   }
   fputc('\n', f);
   if (fclose(f) == 0)

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 /* Environment contract between launcher, master and workers.  The secret is
@@ -156,6 +157,11 @@ int distc_manager_set_common(distc_manager *m, double timeout_s, bool verbose,
  * to addr as "@name"; and a connection to such a name (-1 on failure). */
 int distc_local_listener(char *addr, size_t cap, int *fd);
 int distc_local_dial(const char *addr);
+
+/* spawn.c: writes s to f so that a POSIX shell reads it back as one word
+ * (for the exact commands -v prints); the length of the K in "K=V". */
+void distc_shell_quote(FILE *f, const char *s);
+size_t distc_env_key_len(const char *kv);
 
 int distc_spawn_worker(const distc_launch_spec *spec, int index,
                        const char *const *extra_env, pid_t *pid);

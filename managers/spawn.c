@@ -32,14 +32,14 @@ typedef struct envv {
   size_t n, cap;
 } envv;
 
-static size_t key_len(const char *kv) {
+size_t distc_env_key_len(const char *kv) {
   const char *eq = strchr(kv, '=');
   return eq ? (size_t)(eq - kv) : strlen(kv);
 }
 
 static bool same_key(const char *a, const char *b) {
-  size_t n = key_len(a);
-  return n == key_len(b) && strncmp(a, b, n) == 0;
+  size_t n = distc_env_key_len(a);
+  return n == distc_env_key_len(b) && strncmp(a, b, n) == 0;
 }
 
 static ssize_t envv_find(const envv *e, const char *kv) {
@@ -154,7 +154,7 @@ static int full_env(const envv *add, envv *env) {
 }
 
 /* Writes s to f so that a POSIX shell reads it back as one word. */
-static void put_quoted(FILE *f, const char *s) {
+void distc_shell_quote(FILE *f, const char *s) {
   static const char safe[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
       "0123456789_@%+=:,./-";
@@ -182,18 +182,18 @@ static void print_command(int index, const char *dir, const envv *add,
   if (f == NULL)
     return;
   fprintf(f, "distc-launch: [worker %d] cd ", index);
-  put_quoted(f, dir);
+  distc_shell_quote(f, dir);
   fputs(" &&", f);
   for (size_t i = 0; i < add->n; i++) {
-    size_t k = key_len(add->v[i]);
+    size_t k = distc_env_key_len(add->v[i]);
     fprintf(f, " %.*s=", (int)k, add->v[i]);
-    put_quoted(f, add->v[i] + k + 1);
+    distc_shell_quote(f, add->v[i] + k + 1);
   }
   fputc(' ', f);
-  put_quoted(f, exename);
+  distc_shell_quote(f, exename);
   for (size_t i = 1; argv && argv[0] && argv[i]; i++) {
     fputc(' ', f);
-    put_quoted(f, argv[i]);
+    distc_shell_quote(f, argv[i]);
   }
   if (cpu >= 0)
     fprintf(f, "  # bound to CPU %d", cpu);

@@ -12,19 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static int passed, failed;
+#include "../check.h"
 
-#define CHECK(cond, ...)                                                      \
-  do {                                                                        \
-    if (cond) {                                                               \
-      passed++;                                                               \
-    } else {                                                                  \
-      failed++;                                                               \
-      printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                  \
-      printf(__VA_ARGS__);                                                    \
-      printf("\n");                                                           \
-    }                                                                         \
-  } while (0)
 
 #define OK(call)                                                              \
   do {                                                                        \

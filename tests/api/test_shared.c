@@ -14,19 +14,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-static int passed, failed;
+#include "../check.h"
 
-#define CHECK(cond, ...)                                                      \
-  do {                                                                        \
-    if (cond) {                                                               \
-      passed++;                                                               \
-    } else {                                                                  \
-      failed++;                                                               \
-      printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                  \
-      printf(__VA_ARGS__);                                                    \
-      printf("\n");                                                           \
-    }                                                                         \
-  } while (0)
 
 #define OK(rc) CHECK((rc) >= 0, "rc=%d %s", (rc), distc_errmsg())
 

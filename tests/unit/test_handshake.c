@@ -19,21 +19,9 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "../check.h"
 
 extern char **environ;
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                      \
-  do {                                                                        \
-    if (cond) {                                                               \
-      passed++;                                                               \
-    } else {                                                                  \
-      failed++;                                                               \
-      printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                  \
-      printf(__VA_ARGS__);                                                    \
-      printf("\n");                                                           \
-    }                                                                         \
-  } while (0)
 
 static int dial(void) {
   char host[64];
