@@ -38,7 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <libssh/libssh.h>
+#include "ssh_api.h"
 
 #include "common.h"
 #include "hostspec.h"
@@ -197,6 +197,9 @@ static double now_s(void) {
 static int state_init(ssh_state *s) {
   if (s->init)
     return 0;
+  int rc = distc__ssh_load();
+  if (rc != 0)
+    return rc;
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
