@@ -593,7 +593,7 @@ DISTC_FUNCTION(distc__forward) {
     return distc_fail(ctx, "out of memory");
   int rc = distc_remotecall(pid, fn, fargs, &r->fwd);
   if (rc < 0)
-    reply_send(r, rc, NULL, distc_errmsg(), false);
+    reply_send(r, rc, NULL, distc_errmsg(), true); /* names the process */
   else
     distc__future_on_done(r->fwd, forward_done, r);
   return distc_nil();

@@ -785,11 +785,16 @@ static int on_owners(const dlayout *l, distc_value *d, const char *fn,
   } else {
     rc = distc__gather(fs, l->nchunks);
   }
+  /* Fetching a failed future would replace the gathered message. */
+  char *msg = rc < 0 ? strdup(distc_errmsg()) : NULL;
   for (size_t i = 0; fs && i < l->nchunks; i++) {
     if (vals && fs[i] && distc_fetch(fs[i], &vals[i]) < 0)
       vals[i] = NULL;
     distc_future_free(fs[i]);
   }
+  if (msg)
+    distc__seterr(rc, "%s", msg);
+  free(msg);
   free(fs);
   distc_value_free(a);
   return rc;

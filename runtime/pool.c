@@ -220,7 +220,7 @@ int distc_remotecall_pool(distc_pool *p, const char *fn,
     rc = distc_remotecall(id, fn, args, out);
     if (rc < 0)
       give_back(p, id);
-  } while (rc == DISTC_ENOENT && !alive(id));
+  } while ((rc == DISTC_ENOENT || rc == DISTC_EPROCEXIT) && !alive(id));
   if (rc < 0)
     return rc;
   pthread_mutex_lock(&p->mu);
@@ -251,6 +251,6 @@ int distc_remotecall_fetch_pool(distc_pool *p, const char *fn,
       return rc;
     rc = distc_remotecall_fetch(id, fn, args, result);
     give_back(p, id);
-  } while (rc == DISTC_ENOENT && !alive(id));
+  } while ((rc == DISTC_ENOENT || rc == DISTC_EPROCEXIT) && !alive(id));
   return rc;
 }
