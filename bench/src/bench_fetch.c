@@ -32,7 +32,6 @@ int main(int argc, char **argv) {
     return 1;
   }
   double *fetch = malloc((size_t)reps * sizeof *fetch);
-  double *copy = malloc((size_t)reps * sizeof *copy);
   distc_value *v;
   for (int i = -1; i < reps; i++) {
     double t0 = bench_now();
@@ -48,22 +47,8 @@ int main(int argc, char **argv) {
       fetch[i] = NBYTES / (t1 - t0) / 1e9;
   }
 
-  char *src = malloc(NBYTES), *dst = malloc(NBYTES);
-  memset(src, 1, NBYTES); /* fault both in before timing */
-  memset(dst, 2, NBYTES);
-  for (int i = -1; i < reps; i++) {
-    double t0 = bench_now();
-    memcpy(dst, src, NBYTES);
-    double t1 = bench_now();
-    __asm__ volatile("" : : "r"(dst) : "memory"); /* keep the copy */
-    if (i >= 0)
-      copy[i] = NBYTES / (t1 - t0) / 1e9;
-  }
   printf("%.3f %.3f\n", bench_median(fetch, (size_t)reps),
-         bench_median(copy, (size_t)reps));
-  free(src);
-  free(dst);
+         bench_memcpy_gbs(NBYTES, reps));
   free(fetch);
-  free(copy);
   return distc_finalize() < 0 ? 1 : 0;
 }

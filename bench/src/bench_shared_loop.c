@@ -35,7 +35,6 @@ int main(int argc, char **argv) {
   distc_value *s = NULL;
   bench_check(distc_shared_new(DISTC_F64, 1, dims, NULL, &s), "shared array");
   double *loop = malloc((size_t)reps * sizeof *loop);
-  double *copy = malloc((size_t)reps * sizeof *copy);
   /* The warm-up pass also maps the pages into each worker. */
   for (int i = -1; i < reps; i++) {
     double t0 = bench_now();
@@ -54,22 +53,8 @@ int main(int argc, char **argv) {
     }
   distc_value_free(s);
 
-  char *src = malloc(NBYTES), *dst = malloc(NBYTES);
-  memset(src, 1, NBYTES); /* fault both in before timing */
-  memset(dst, 2, NBYTES);
-  for (int i = -1; i < reps; i++) {
-    double t0 = bench_now();
-    memcpy(dst, src, NBYTES);
-    double t1 = bench_now();
-    __asm__ volatile("" : : "r"(dst) : "memory"); /* keep the copy */
-    if (i >= 0)
-      copy[i] = NBYTES / (t1 - t0) / 1e9;
-  }
   printf("%.3f %.3f\n", bench_median(loop, (size_t)reps),
-         bench_median(copy, (size_t)reps));
-  free(src);
-  free(dst);
+         bench_memcpy_gbs(NBYTES, reps));
   free(loop);
-  free(copy);
   return distc_finalize() < 0 ? 1 : 0;
 }
