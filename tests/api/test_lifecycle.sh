@@ -5,21 +5,7 @@
 #   test_lifecycle.sh DISTC_LAUNCH TEST_API HELLO
 set -u
 LAUNCH=$1 API=$2 HELLO=$3
-pass=0 fail=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
-
-alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
-
-# Waits (up to $2 tenths of a second) for a line matching $1 in $3.
-wait_for() {
-  for _ in $(seq "$2"); do grep -q "$1" "$3" 2>/dev/null && return 0; sleep 0.1; done
-  return 1
-}
+. "$(dirname "$0")/../lib.sh"
 
 # Starts `distc-launch -p 2 test_api hang` in the background; sets LPID,
 # MPID (the master) and WPIDS.
@@ -119,5 +105,4 @@ fi
 check "different binary: launcher fails" '[ $st -ne 0 ]'
 check "different binary: the message says so" 'grep -q "different binary" "$tmp/err" "$tmp/out"'
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -7,20 +7,7 @@
 #   test_shared_crash.sh DISTC_LAUNCH TEST_SHARED
 set -u
 LAUNCH=$1 PROG=$2
-pass=0 fail=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
-
-alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
-
-wait_for() {
-  for _ in $(seq "$2"); do grep -q "$1" "$3" 2>/dev/null && return 0; sleep 0.1; done
-  return 1
-}
+. "$(dirname "$0")/../lib.sh"
 
 # segments PID — how many of that master's segments are in /dev/shm.
 segments() { find /dev/shm -maxdepth 1 -name "distc-$1-*" 2>/dev/null | wc -l; }
@@ -74,5 +61,4 @@ fi
 check "normal run passes, its segments gone after exit" \
   '[ $st -eq 0 ] && grep -q "^[1-9][0-9]* passed, 0 failed" "$tmp/out"'
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish
