@@ -28,7 +28,7 @@
 
 #define HANDSHAKE_TIMEOUT_MS 10000
 #define HELLO_MAX 4096 /* a HELLO frame is ~100 bytes */
-#define RMPROCS_GRACE_S 5.0
+#define RMPROCS_GRACE_S 5.0 /* default; DISTC_RMPROCS_GRACE overrides */
 
 /* One accepted socket: first a handshake in progress, then the holder of
  * its connection's poll handle.  The fd is closed only after the handle is
@@ -1037,10 +1037,19 @@ int distc_rmprocs(const int *ids, int n) {
   return rc;
 }
 
+/* Seconds rmprocs lets a worker finish its call before killing it. */
+static double rmprocs_grace(void) {
+  const char *s = getenv("DISTC_RMPROCS_GRACE");
+  char *end;
+  double g = s ? strtod(s, &end) : -1;
+  return s && end != s && *end == '\0' && g >= 0 ? g : RMPROCS_GRACE_S;
+}
+
 /* Asks the workers to exit and waits for them (killing those that do not);
  * reaping is the caller's business. */
 static int remove_workers(const int *ids, int n) {
   distc__cluster *C = &distc__C;
+  double grace = rmprocs_grace();
   distc__conn **cs = calloc((size_t)n + 1, sizeof *cs);
   if (!cs)
     return distc__seterr(DISTC_ENOMEM, "out of memory");
@@ -1054,7 +1063,7 @@ static int remove_workers(const int *ids, int n) {
       distc__conn_send(cs[i], DISTC__F_EXIT, 0, 0, NULL, 0);
   }
   /* Wait for each to hang up; the I/O thread notices. */
-  double deadline = distc__now() + RMPROCS_GRACE_S * 1e9;
+  double deadline = distc__now() + grace * 1e9;
   for (int i = 0; i < n; i++) {
     while (cs[i] && !atomic_load(&cs[i]->lost) && distc__now() < deadline) {
       pthread_mutex_lock(&C->lock);
@@ -1072,11 +1081,14 @@ static int remove_workers(const int *ids, int n) {
     if (cs[i] && !atomic_load(&cs[i]->lost)) {
       char host[64] = "";
       gethostname(host, sizeof host - 1);
-      distc__log(DISTC__LOG_WARN, "worker %d did not exit in %.0f s; killing "
-                                  "it", cs[i]->id, RMPROCS_GRACE_S);
+      distc__log(DISTC__LOG_WARN, "worker %d did not exit in %g s; killing "
+                                  "it", cs[i]->id, grace);
       if (strcmp(host, cs[i]->host) == 0 && cs[i]->ospid > 0)
         kill(cs[i]->ospid, SIGKILL);
-      shutdown(cs[i]->fd, SHUT_RDWR);
+      /* Out of every list now, not when the I/O thread sees the hang-up:
+       * rmprocs returns only once the workers are gone (pools drop a
+       * member that is lost; see pool.c). */
+      distc__worker_lost(cs[i]);
     }
     distc__conn_unref(cs[i]);
   }

@@ -2,7 +2,8 @@
  * items, collects their results in input order, and deals with failures.
  *
  * Scheduling.  Every participating process has a slot; the least loaded
- * slot with room takes the next batch, so fast workers take more.  A batch
+ * slot with room takes the next batch, so fast workers take more, and
+ * equally loaded slots take turns.  A batch
  * is one call of the worker-side batch function (pmap_batch.c), which
  * reports how long its items took to run.  From that the map learns the
  * time per item and, unless the caller fixed the batch size, sizes batches
@@ -21,12 +22,13 @@
  * at a time, so load balancing stays exact.
  *
  * Failures.  An item's error comes back on its own (the batch still
- * answers for its other items): it is retried after a delay if the options
- * say so, else replaced through on_error / error_value, else it fails the
- * map.  A worker that exits fails its calls with DISTC_EPROCEXIT: its slot
- * closes and its unfinished items go back to the queue for the others, at
- * no cost in retries.  A batch too large for a frame goes again one item
- * at a time.
+ * answers for its other items): on_error sees it first and may replace it;
+ * else it is retried after a delay if the options say so, on another slot
+ * than the one that failed it (item_failed, leave_retry); else it is
+ * replaced by error_value, else it fails the map.  A worker that exits
+ * fails its calls with DISTC_EPROCEXIT: its slot closes and its unfinished
+ * items go back to the queue for the others, at no cost in retries.  A
+ * batch too large for a frame goes again one item at a time.
  *
  * Copies.  A batch is sent from a borrowed view of the input (or, for runs
  * of ints or doubles, a packed array: next_range); results are moved, not
@@ -49,6 +51,7 @@
 typedef struct range {
   size_t first, n;
   double not_before; /* distc__now() scale; 0: at once */
+  int avoid;         /* a retry: the slot that failed it last; else -1 */
   distc_type packed; /* DISTC_INT / DOUBLE: the items are packed in the */
   size_t packed_at;  /* dispatch's scratch from here; else DISTC_NIL */
 } range;
@@ -94,6 +97,9 @@ typedef struct map {
   distc_value **res;       /* the result list's items, by index */
   size_t ndone;
   int *attempts;           /* by index, when retries are on */
+  uint64_t *failed_on;     /* by index, with attempts: slots (bit s % 64)
+                              that failed the item */
+  int rr;                  /* the slot that takes the next tie */
 
   double t_item;           /* ns per item on a worker; 0: not measured */
   size_t largest;          /* largest batch measured */
@@ -103,6 +109,7 @@ typedef struct map {
 } map;
 
 static _Atomic int64_t next_mapid = 1;
+static _Atomic int next_rr; /* the slot a map's first tie goes to */
 
 static void fail_map(map *m, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -120,7 +127,7 @@ static void fail_map(map *m, int rc, const char *fmt, ...) {
 /* ---- the queue of items handed back ---- */
 
 static int push_range(map *m, size_t first, size_t n, double not_before,
-                      bool front) {
+                      int avoid, bool front) {
   if (m->qn == m->qcap) {
     size_t cap = m->qcap ? m->qcap * 2 : 16;
     range *q = realloc(m->q, cap * sizeof *q);
@@ -131,7 +138,7 @@ static int push_range(map *m, size_t first, size_t n, double not_before,
     m->q = q;
     m->qcap = cap;
   }
-  range r = {first, n, not_before, DISTC_NIL, 0};
+  range r = {first, n, not_before, avoid, DISTC_NIL, 0};
   if (front) {
     memmove(m->q + 1, m->q, m->qn * sizeof *m->q);
     m->q[0] = r;
@@ -230,14 +237,38 @@ static uint64_t *scratch_reserve(map *m, size_t n) {
   return m->scratch + m->scratch_used;
 }
 
-/* Takes up to want items that may go now: handed-back items first.
+/* Whether slot s should leave retry r to another slot.  Julia's pool
+ * hands a retry to the next free worker, so a worker that fails an item
+ * (a broken host, a missing file) does not get it back while others could
+ * run it: never the slot that failed it last while another slot is live
+ * (the retry waits for one to have room), and not a slot that failed it
+ * before while one that never did has room in this dispatch. */
+static bool leave_retry(const map *m, const range *r, int s) {
+  if (r->avoid < 0)
+    return false;
+  if (r->avoid == s)
+    return m->nlive > 1;
+  uint64_t failed = m->failed_on[r->first];
+  if (!(failed >> (s % 64) & 1))
+    return false;
+  for (int t = 0; t < m->nslots; t++) {
+    const slot *sl = &m->slots[t];
+    if (t != s && !sl->dead && sl->nplan < sl->room &&
+        !(failed >> (t % 64) & 1))
+      return true;
+  }
+  return false;
+}
+
+/* Takes up to want items that may go now to slot s: handed-back items
+ * first, but a retry goes elsewhere when it should (leave_retry).
  *
  * A run of fresh list items that are all ints, or all doubles, is packed
  * into the dispatch's scratch as it is measured, in the same pass: it then
  * travels as one typed array, with nothing to encode here per item and
  * nothing to decode there, and the worker hands fn each element as the
  * same int or double value, so fn sees no difference. */
-static bool next_range(map *m, size_t want, range *out) {
+static bool next_range(map *m, size_t want, int s, range *out) {
   double now = 0;
   for (size_t i = 0; i < m->qn; i++) {
     range *r = &m->q[i];
@@ -247,7 +278,9 @@ static bool next_range(map *m, size_t want, range *out) {
       if (r->not_before > now)
         continue;
     }
-    *out = (range){r->first, r->n < want ? r->n : want, 0, DISTC_NIL, 0};
+    if (leave_retry(m, r, s))
+      continue;
+    *out = (range){r->first, r->n < want ? r->n : want, 0, -1, DISTC_NIL, 0};
     r->first += out->n;
     r->n -= out->n;
     if (r->n == 0) {
@@ -260,7 +293,7 @@ static bool next_range(map *m, size_t want, range *out) {
     return false;
   size_t k = m->n - m->next < want ? m->n - m->next : want;
   bool cap = !m->o.batch_size; /* large items travel a few at a time */
-  *out = (range){m->next, k, 0, DISTC_NIL, 0};
+  *out = (range){m->next, k, 0, -1, DISTC_NIL, 0};
   if (m->is_array) {
     size_t es = distc_dtype_size(m->in->u.a.dtype);
     if (cap && k * es > BATCH_BYTES)
@@ -308,7 +341,7 @@ static void slot_lost(map *m, int s) {
   sl->conn = NULL;
 }
 
-static void item_failed(map *m, size_t i, int err, const char *msg);
+static void item_failed(map *m, int s, size_t i, int err, const char *msg);
 
 /* Sends items r to slot s as one call of the batch function. */
 static void send_batch(map *m, int s, range r) {
@@ -347,7 +380,7 @@ static void send_batch(map *m, int s, range r) {
 
   task *t = calloc(1, sizeof *t);
   if (!t) {
-    push_range(m, r.first, r.n, 0, true);
+    push_range(m, r.first, r.n, 0, -1, true);
     fail_map(m, DISTC_ENOMEM, "pmap: out of memory");
     return;
   }
@@ -356,14 +389,14 @@ static void send_batch(map *m, int s, range r) {
     free(t);
     if (rc == DISTC_ENOENT || rc == DISTC_EPROCEXIT) {
       slot_lost(m, s);
-      push_range(m, r.first, r.n, 0, true);
+      push_range(m, r.first, r.n, 0, -1, true);
     } else if (r.n > 1) {
       /* Too big to send as one, say: one at a time then. */
       for (size_t j = r.n; j-- > 0;)
-        push_range(m, r.first + j, 1, 0, true);
+        push_range(m, r.first + j, 1, 0, -1, true);
     } else {
       char *why = strdup(distc_errmsg()); /* on_error may make calls */
-      item_failed(m, r.first, rc, why ? why : distc_strerror(rc));
+      item_failed(m, s, r.first, rc, why ? why : distc_strerror(rc));
       free(why);
     }
     return;
@@ -384,8 +417,11 @@ static void cork(distc__conn *c, bool on) {
 
 /* Hands out batches: slots at or below the low-water mark are filled up to
  * the depth, the least loaded first, so the master wakes up and writes once
- * per several answers rather than once per answer.  Each slot's batches
- * then go out together, corked into one segment when there are several. */
+ * per several answers rather than once per answer.  Equally loaded slots
+ * take turns (round robin, carried from map to map), so idle workers share
+ * the work as Julia's pool shares it, rather than the first one taking
+ * every lone batch.  Each slot's batches then go out together, corked into
+ * one segment when there are several. */
 static void dispatch(map *m) {
   if (m->rc)
     return;
@@ -398,19 +434,26 @@ static void dispatch(map *m) {
   }
   for (;;) {
     int best = -1;
-    for (int s = 0; s < m->nslots; s++) {
+    for (int k = 0; k < m->nslots; k++) {
+      int s = (m->rr + k) % m->nslots;
       const slot *sl = &m->slots[s];
       if (sl->nplan < sl->room &&
           (best < 0 || sl->inflight + sl->nplan <
                            m->slots[best].inflight + m->slots[best].nplan))
         best = s;
     }
-    range r;
-    if (best < 0 || !next_range(m, batch_size(m), &r))
+    if (best < 0)
       break;
+    range r;
+    if (!next_range(m, batch_size(m), best, &r)) {
+      /* Nothing left, or only retries this slot should leave alone. */
+      m->slots[best].room = m->slots[best].nplan;
+      continue;
+    }
     m->plan[nplan].slot = best;
     m->plan[nplan++].r = r;
     m->slots[best].nplan++;
+    m->rr = (best + 1) % m->nslots;
   }
   /* Remote slots first: a batch for this process runs right here, and the
    * workers should not wait for it to be sent their own. */
@@ -448,19 +491,13 @@ static double retry_delay(const map *m, int attempt) {
   return d;
 }
 
-static void item_failed(map *m, size_t i, int err, const char *msg) {
+/* Item i failed on slot s.  As in Julia, on_error sees the failure first:
+ * a value from it ends the item; NULL (a rethrow) hands the failure to the
+ * retry policy, and when that declines, fails the map.  error_value, a
+ * stand-in that needs no hook, applies only once no retry is left. */
+static void item_failed(map *m, int s, size_t i, int err, const char *msg) {
   if (m->rc)
     return;
-  if (m->attempts) {
-    int a = ++m->attempts[i];
-    if (a <= m->o.retries &&
-        (!m->o.retry_check ||
-         m->o.retry_check(i, err, msg, a, m->o.retry_arg))) {
-      double d = retry_delay(m, a);
-      push_range(m, i, 1, d > 0 ? distc__now() + d * 1e9 : 0, false);
-      return;
-    }
-  }
   if (m->o.on_error) {
     distc_value *item = m->is_array ? distc__array_item(m->in, i)
                                     : distc_value_ref(m->in->u.l.items[i]);
@@ -471,7 +508,19 @@ static void item_failed(map *m, size_t i, int err, const char *msg) {
       m->ndone++;
       return;
     }
-  } else if (m->o.error_value) {
+  }
+  if (m->attempts) {
+    int a = ++m->attempts[i];
+    if (a <= m->o.retries &&
+        (!m->o.retry_check ||
+         m->o.retry_check(i, err, msg, a, m->o.retry_arg))) {
+      double d = retry_delay(m, a);
+      m->failed_on[i] |= (uint64_t)1 << (s % 64);
+      push_range(m, i, 1, d > 0 ? distc__now() + d * 1e9 : 0, s, false);
+      return;
+    }
+  }
+  if (!m->o.on_error && m->o.error_value) {
     m->res[i] = distc_value_ref((distc_value *)m->o.error_value);
     m->ndone++;
     return;
@@ -494,15 +543,16 @@ static void completed(map *m, task *t) {
   sl->inflight--;
   if (f->err == DISTC_EPROCEXIT) {
     slot_lost(m, t->slot);
-    push_range(m, t->first, t->n, 0, true);
+    push_range(m, t->first, t->n, 0, -1, true);
     return;
   }
   if (f->err) {
     if (t->n > 1) {
       for (size_t j = t->n; j-- > 0;)
-        push_range(m, t->first + j, 1, 0, true);
+        push_range(m, t->first + j, 1, 0, -1, true);
     } else {
-      item_failed(m, t->first, f->err, f->errmsg ? f->errmsg : "failed");
+      item_failed(m, t->slot, t->first, f->err,
+                  f->errmsg ? f->errmsg : "failed");
     }
     return;
   }
@@ -552,7 +602,8 @@ static void completed(map *m, task *t) {
     if (asprintf(&msg, "On worker %d: %s", sl->pid, text ? text : "failed") <
         0)
       msg = NULL;
-    item_failed(m, t->first + (size_t)pos, code, msg ? msg : "failed");
+    item_failed(m, t->slot, t->first + (size_t)pos, code,
+                msg ? msg : "failed");
     free(msg);
   }
   for (size_t j = 0; j < t->n; j++) {
@@ -601,6 +652,7 @@ static int open_slots(map *m) {
       m->slots[i].conn = distc__conn_get(ids[i]);
   }
   m->nslots = m->nlive = n;
+  m->rr = n ? atomic_load(&next_rr) % n : 0;
   return 0;
 }
 
@@ -662,6 +714,8 @@ static void run(map *m) {
 }
 
 static void close_map(map *m) {
+  if (m->nslots > 0)
+    atomic_store(&next_rr, m->rr);
   for (int s = 0; s < m->nslots; s++) {
     slot *sl = &m->slots[s];
     if (!sl->dead && sl->has_arg) {
@@ -677,6 +731,7 @@ static void close_map(map *m) {
   free(m->scratch);
   free(m->q);
   free(m->attempts);
+  free(m->failed_on);
   distc_value_free(m->vmapid);
   distc_value_free(m->vfn);
   distc__waitset_destroy(&m->ws);
@@ -699,10 +754,13 @@ int distc_pmap(const char *fn, const distc_value *inputs,
                          o->retries);
   if (!C->initialised || C->finalised)
     return distc__seterr(DISTC_ESTATE, "call distc_init() before distc_pmap");
+  /* Its batches would go from this worker to the others. */
   if (!C->is_master && !o->local)
     return distc__seterr(DISTC_ENOTMASTER,
-                         "pmap on a worker runs only locally: set "
-                         "opts.local");
+                         "pmap from worker %d: worker-to-worker calls are not "
+                         "supported yet; call pmap on the master (or set "
+                         "opts.local to run the items on this worker)",
+                         C->myid);
 
   map m;
   memset(&m, 0, sizeof m);
@@ -730,9 +788,12 @@ int distc_pmap(const char *fn, const distc_value *inputs,
   /* Results go straight into the list, which starts out full of the
    * immortal nil; each index is written once. */
   m.res = out->u.l.items;
-  if (o->retries > 0)
+  if (o->retries > 0) {
     m.attempts = calloc(m.n, sizeof *m.attempts);
-  if (!m.vmapid || !m.vfn || (o->retries > 0 && !m.attempts)) {
+    m.failed_on = calloc(m.n, sizeof *m.failed_on);
+  }
+  if (!m.vmapid || !m.vfn ||
+      (o->retries > 0 && (!m.attempts || !m.failed_on))) {
     rc = distc__seterr(DISTC_ENOMEM, "out of memory");
     goto free_out;
   }

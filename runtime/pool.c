@@ -85,9 +85,12 @@ int distc_pool_new(const int *ids, int n, distc_pool **out) {
                                        "pool");
   if (!distc__C.initialised || distc__C.finalised)
     return distc__seterr(DISTC_ESTATE, "call distc_init() first");
+  /* Its calls would go from this worker to the others. */
   if (!distc__C.is_master)
-    return distc__seterr(DISTC_ENOTMASTER, "worker pools are made on the "
-                                           "master");
+    return distc__seterr(DISTC_ENOTMASTER,
+                         "distc_pool_new from worker %d: worker-to-worker "
+                         "calls are not supported yet; make the pool on the "
+                         "master", distc__C.myid);
   distc_pool *p = calloc(1, sizeof *p);
   if (!p)
     return distc__seterr(DISTC_ENOMEM, "out of memory");

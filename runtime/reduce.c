@@ -25,8 +25,12 @@ static int check_loop(const char *what, const char *fn) {
     return distc__seterr(DISTC_EINVAL, "%s: no function name given", what);
   if (!C->initialised || C->finalised)
     return distc__seterr(DISTC_ESTATE, "call distc_init() before %s", what);
+  /* Its chunks would go from this worker to the others. */
   if (!C->is_master)
-    return distc__seterr(DISTC_ENOTMASTER, "%s runs on the master", what);
+    return distc__seterr(DISTC_ENOTMASTER,
+                         "%s from worker %d: worker-to-worker calls are not "
+                         "supported yet; call %s on the master",
+                         what, C->myid, what);
   return 0;
 }
 
@@ -270,7 +274,7 @@ static void chunk_done(distc_future *f, void *arg) {
 
 int distc_distributed_for_async(const char *fn, int64_t lo, int64_t hi,
                                 const distc_value *arg, distc_future **out) {
-  int rc = check_loop("distc_distributed_for", fn);
+  int rc = check_loop("distc_distributed_for_async", fn);
   if (rc < 0)
     return rc;
   if (!out)
@@ -322,8 +326,10 @@ int distc_distributed_for_async(const char *fn, int64_t lo, int64_t hi,
 int distc_distributed_for(const char *fn, int64_t lo, int64_t hi,
                           const distc_value *arg) {
   distc_future *f;
-  int rc = distc_distributed_for_async(fn, lo, hi, arg, &f);
+  int rc = check_loop("distc_distributed_for", fn); /* named as called */
   if (rc < 0)
+    return rc;
+  if ((rc = distc_distributed_for_async(fn, lo, hi, arg, &f)) < 0)
     return rc;
   rc = distc_wait(f);
   distc__future_unref(f);

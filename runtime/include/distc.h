@@ -118,8 +118,10 @@ typedef struct distc_addprocs_opts {
  * ids to ids (room for opts->count) and returns how many were added (fewer
  * only with the ssh manager's "allow-partial"). */
 DISTC_API int distc_addprocs(const distc_addprocs_opts *opts, int *ids);
-/* Master only.  Asks the workers to exit and waits for them (up to 5 s, then
- * kills them).  Their ids are never reused. */
+/* Master only.  Asks the workers to exit and waits for them (up to 5 s, or
+ * $DISTC_RMPROCS_GRACE seconds, then kills them).  Returns once every
+ * removed id is out of distc_workers() and of every pool.  Their ids are
+ * never reused. */
 DISTC_API int distc_rmprocs(const int *ids, int n);
 
 /* ---- values ------------------------------------------------------------ */
@@ -295,9 +297,11 @@ DISTC_API int distc_remotecall_fetch_pool(distc_pool *p, const char *fn,
                                           distc_value **result);
 
 /* pmap's hook for a failed item (Julia's on_error): runs on the calling
- * thread with the item borrowed and the error's code and text, and returns
- * a new reference to the value put in the item's place, or NULL to make
- * pmap fail with that error. */
+ * thread with the item borrowed and the error's code and text, at every
+ * failure of the item and before any retry.  It returns a new reference to
+ * the value put in the item's place, which ends the item (no retry), or
+ * NULL to rethrow the error: the item is then retried if the retry options
+ * allow, else pmap fails with that error. */
 typedef distc_value *(*distc_pmap_error_fn)(size_t index,
                                             const distc_value *item, int err,
                                             const char *msg, void *arg);
@@ -320,9 +324,11 @@ typedef struct distc_pmap_opts {
   distc_pmap_error_fn on_error; /* NULL: see error_value */
   void *on_error_arg;
   /* When on_error is NULL: put (a reference to) this value in place of a
-   * failed item; NULL: pmap fails with the item's error.  Borrowed. */
+   * failed item that is not retried; NULL: pmap fails with the item's
+   * error.  Borrowed. */
   const distc_value *error_value;
-  int retries;             /* retries of a failed item before on_error */
+  int retries;             /* retries of a failed item, each on another
+                              worker when one is free; on_error comes first */
   double retry_delay_s;    /* wait before the first retry (0: none) */
   double retry_factor;     /* each further wait this many times longer (<= 1:
                               constant) */
@@ -343,7 +349,8 @@ typedef struct distc_pmap_opts {
  * stand in, or no worker is left) returns the error once the batches
  * already running have finished; distc_errmsg() names the item and worker.
  * inputs and opts (may be NULL) are borrowed.  Master only, unless
- * opts->local. */
+ * opts->local: on a worker it fails with DISTC_ENOTMASTER, since
+ * worker-to-worker calls do not exist yet. */
 DISTC_API int distc_pmap(const char *fn, const distc_value *inputs,
                          const distc_pmap_opts *opts, distc_value **results);
 
