@@ -168,6 +168,17 @@ static void case_retry_spread(void) {
     out = NULL;
     free(s);
   }
+  /* With one worker, a retry goes back to it: there is nowhere else. */
+  int three = 3;
+  distc_pool *p = NULL;
+  OK(distc_pool_new(&three, 1, &p));
+  distc_value *in2 = ints(300, 3);
+  distc_pmap_opts o = {.pool = p, .retries = 1, .no_progress = true};
+  OK(distc_pmap("flaky", in2, &o, &out));
+  CHECK(out && at_int(out, 2) == 302, "retried on the pool's one worker");
+  distc_value_free(out);
+  distc_value_free(in2);
+  distc_pool_free(p);
   distc_value_free(in);
 }
 
