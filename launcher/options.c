@@ -102,7 +102,7 @@ static void usage_option(FILE *f, const distc__option *o) {
                   o->arg ? o->arg : "");
   const char *h = o->help ? o->help : "";
   if (n >= HELP_COL - 1) {
-    fputc(' ', f);
+    fputs("  ", f);
   } else {
     fprintf(f, "%*s", HELP_COL - n, "");
   }
@@ -167,7 +167,7 @@ static void usage(FILE *f) {
         continue;
       char who[256];
       users(who, sizeof who, half, res);
-      fprintf(f, "\n%s (manager%s %s):\n", title ? title : "options",
+      fprintf(f, "\n%s; manager%s %s:\n", title ? title : "options",
               strchr(who, ',') ? "s" : "", who);
       for (size_t k = 0; opts[k].name; k++)
         usage_option(f, &opts[k]);

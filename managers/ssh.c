@@ -943,7 +943,7 @@ static void ssh_destroy(void *state) {
 
 const distc__launch_ops distc__launch_ssh = {
     .name = "ssh",
-    .title = "starting workers over SSH (libssh, no ssh binary)",
+    .title = "workers started over SSH (libssh, no ssh binary)",
     .options = ssh_options,
     .state_size = sizeof(ssh_state),
     .set_option = ssh_set_option,
