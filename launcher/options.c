@@ -302,8 +302,8 @@ static int resolve_program(const char *what, const char *name, char **out) {
                            "check the path",
                            what, name);
     if (e != 0)
-      return distc__seterr(DISTC_EINVAL, "%s %s: %s; check the path", what,
-                           name, strerror(e));
+      return distc__seterr(DISTC_EINVAL, "%s %s: %s on this host; check the "
+                           "path", what, name, strerror(e));
     goto found;
   }
 
