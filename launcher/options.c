@@ -500,21 +500,27 @@ int distc__options_parse(int argc, char **argv, distc__launch_opts *o) {
   rc = resolve_program("program", argv[i], &o->program);
   if (rc != 0)
     return rc;
+  if (exename != NULL && exename[0] == '\0')
+    return distc__seterr(DISTC_EINVAL,
+                         "--exename is empty; give a program to run");
+  o->exename = exename;
+  return 0;
+}
+
+int distc__options_exe(distc__launch_opts *o, bool workers_here) {
   /* Checked here when workers run on this host.  For workers on other hosts
    * only, it is looked for there: a path is made absolute (from our
    * directory, as the local case reads it), a bare name is left to their
    * PATH. */
-  if (exename != NULL && o->nmopts > 0 && !o->procs_given) {
-    if (exename[0] == '\0')
-      return distc__seterr(DISTC_EINVAL,
-                           "--exename is empty; give a program to run");
-    o->exe_path = strchr(exename, '/') ? absolute(exename) : strdup(exename);
+  if (o->exename != NULL && !workers_here) {
+    o->exe_path = strchr(o->exename, '/') ? absolute(o->exename)
+                                          : strdup(o->exename);
     if (o->exe_path == NULL)
       return distc__seterr(DISTC_ENOMEM, "out of memory");
     return 0;
   }
-  if (exename != NULL)
-    return resolve_program("--exename", exename, &o->exe_path);
+  if (o->exename != NULL)
+    return resolve_program("--exename", o->exename, &o->exe_path);
   o->exe_path = strdup(o->program);
   if (o->exe_path == NULL)
     return distc__seterr(DISTC_ENOMEM, "out of memory");

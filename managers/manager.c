@@ -18,6 +18,7 @@
 static const distc__manager_def managers[] = {
     {"local", 0, &distc__resource_here, &distc__launch_spawn},
     {"ssh", 0, &distc__resource_hostlist, &distc__launch_ssh},
+    {"pbs", 10, &distc__resource_pbs, &distc__launch_ssh},
 };
 
 /* How often distc__manager_stop() polls reap while it waits. */
@@ -207,6 +208,11 @@ static int default_prepare(void *state, distc_host *hosts, int nhosts) {
 
 static void default_destroy(void *state) { (void)state; }
 
+static const char *default_workdir(void *state) {
+  (void)state;
+  return NULL;
+}
+
 static int no_event_fd(void *state) {
   (void)state;
   return -1;
@@ -246,6 +252,8 @@ int distc__manager_open(distc_manager *m, const distc__manager_def *def,
     m->res.nodes = default_nodes;
   if (m->res.destroy == NULL)
     m->res.destroy = default_destroy;
+  if (m->res.workdir == NULL)
+    m->res.workdir = default_workdir;
   if (m->lau.set_option == NULL)
     m->lau.set_option = no_options;
   if (m->lau.prepare == NULL)

@@ -422,7 +422,11 @@ static int queue_config(ssh_state *s, ssh_host *h,
       .master = master,
       .secret = spec->secret,
       .exe = exe,
-      .blas = spec->blas_auto ? 0 : spec->blas_threads,
+      /* the host's own rule, unless its allocation says how many CPUs */
+      .blas = !spec->blas_auto ? spec->blas_threads
+              : h->spec.cpus > 0 ? distc__blas_threads(h->spec.cpus,
+                                                       h->spec.slots)
+                                 : 0,
       .probe_ms = probe,
   };
   if (rc == 0)
