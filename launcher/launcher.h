@@ -16,30 +16,27 @@ enum {
 
 /* ---- options.c ---------------------------------------------------------- */
 
-/* An option that belongs to a cluster manager (--hosts, --tunnel, ...):
- * passed to it as given, after it is chosen. */
-typedef struct distc__manager_opt {
-  const char *name;  /* long name without "--" */
-  const char *value; /* NULL for a flag; points into argv */
-} distc__manager_opt;
-
 typedef struct distc__launch_opts {
   int nworkers;        /* 0: auto, one per physical core */
   bool procs_given;    /* -p was on the command line */
   const char *dir;     /* --dir, or NULL */
-  char *exe_path;      /* worker executable, absolute (owned) */
+  const char *exename; /* --exename as given, or NULL */
+  char *exe_path;      /* worker executable (owned): distc__options_exe */
   const char **env;    /* --env entries, NULL-terminated (array owned, the
                           strings point into argv) */
   double timeout_s;    /* --timeout, default 60 */
   const char *manager; /* --manager, or NULL */
+  const char *launcher; /* --launcher, or NULL */
   bool bind;           /* --bind */
   int blas_threads;    /* --blas-threads, 0: automatic */
   bool verbose;
   bool dry_run;
   char *program; /* the program, absolute (owned) */
   char **argv;   /* its argv, argv[0] as typed (points into argv) */
-  distc__manager_opt *mopts; /* manager options in command-line order
-                                (array owned) */
+  /* options of the managers' halves (--hosts, --tunnel, ...) in
+   * command-line order, handed to the start-up path (array owned; the
+   * strings point into argv) */
+  distc__mopt *mopts;
   int nmopts;
 } distc__launch_opts;
 
@@ -49,6 +46,10 @@ typedef struct distc__launch_opts {
  * distc__options_free() whatever it returned. */
 int distc__options_parse(int argc, char **argv, distc__launch_opts *o);
 void distc__options_free(distc__launch_opts *o);
+/* Resolves the workers' executable once the plan says where they run:
+ * checked here (and made absolute) when some run on this host; else an
+ * absolute path or a bare name for their hosts' PATH. */
+int distc__options_exe(distc__launch_opts *o, bool workers_here);
 
 /* ---- topology.c --------------------------------------------------------- */
 
@@ -61,28 +62,6 @@ void distc__topology_close(distc__topology *t);
 int distc__topology_cores(const distc__topology *t);
 /* OS index of the first PU of core (core mod cores), for sched_setaffinity. */
 int distc__topology_core_cpu(const distc__topology *t, int core);
-
-/* ---- master.c ----------------------------------------------------------- */
-
-typedef struct distc__master_spec {
-  const char *path;            /* executable, absolute */
-  char *const *argv;           /* argv[0] included, NULL-terminated */
-  const char *dir;             /* working directory; NULL: inherit */
-  const char *const *env;      /* --env entries, NULL-terminated */
-  int listen_fd;               /* the listening socket (-1 in a dry run) */
-  int local_fd;                /* the same-host socket (-1: none) */
-  const unsigned char *secret; /* DISTC_SECRET_LEN bytes */
-  int nworkers;
-  double timeout_s;
-  bool verbose; /* print the exact command */
-  bool dry_run; /* print, start nothing */
-} distc__master_spec;
-
-/* Starts the master in our process group with the DISTC_* master contract.
- * *control_fd receives the read end (close-on-exec, owned by the caller) of
- * the pipe the master reports on; -1 in a dry run. */
-int distc__master_spawn(const distc__master_spec *ms, pid_t *pid,
-                        int *control_fd);
 
 /* ---- supervise.c -------------------------------------------------------- */
 
