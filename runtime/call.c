@@ -278,6 +278,8 @@ static int future_result(distc_future *f, distc_value **result) {
 }
 
 int distc_fetch(distc_future *f, distc_value **result) {
+  if (result)
+    *result = NULL;
   if (!f)
     return distc__seterr(DISTC_EINVAL, "distc_fetch: NULL future");
   distc__future_wait(f);
@@ -733,6 +735,8 @@ fail:
 
 int distc_remotecall(int pid, const char *fn, const distc_value *args,
                      distc_future **out) {
+  if (out)
+    *out = NULL;
   if (pid == DISTC_ANY)
     return distc__seterr(DISTC_EINVAL, "remotecall wants a process id; use "
                                        "distc_spawnat(DISTC_ANY, ...) for any");
@@ -741,11 +745,15 @@ int distc_remotecall(int pid, const char *fn, const distc_value *args,
 
 int distc_spawnat(int pid, const char *fn, const distc_value *args,
                   distc_future **out) {
+  if (out)
+    *out = NULL;
   return start_call(pid, fn, args, 0, out);
 }
 
 int distc_remotecall_fetch(int pid, const char *fn, const distc_value *args,
                            distc_value **result) {
+  if (result)
+    *result = NULL;
   distc_future *f;
   int rc = distc_remotecall(pid, fn, args, &f);
   if (rc)

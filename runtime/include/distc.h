@@ -11,6 +11,10 @@
  * of the last failure in the calling thread ("On worker 3: ...").
  * Values are reference counted: every function that returns a distc_value *
  * hands the caller one reference, released with distc_value_free().
+ * One rule for results: a call that hands back a value, future, pool or
+ * handle through an out-pointer (distc_fetch, distc_remotecall_fetch,
+ * distc_pmap, ...) sets it on success and sets it to NULL on failure, so
+ * freeing it afterwards is always safe.
  */
 #ifndef DISTC_H
 #define DISTC_H
