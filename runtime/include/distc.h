@@ -100,8 +100,9 @@ DISTC_API int distc_workers(int *ids, int max);
 /* ---- adding and removing workers ---------------------------------------- */
 
 typedef struct distc_addprocs_opts {
-  int count;               /* workers to add, >= 1 */
-  const char *manager;     /* NULL: "local" */
+  int count;               /* workers to add, >= 1; 0 with hosts: every slot */
+  const char *manager;     /* NULL: "ssh" with hosts or manager_options,
+                              else "local" */
   const char *dir;         /* working directory; NULL: the master's */
   const char *exename;     /* executable; NULL: the master's own */
   const char *const *env;  /* NULL-terminated "K=V" list added, or NULL */
