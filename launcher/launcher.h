@@ -100,6 +100,7 @@ typedef struct distc__supervision {
   bool remote; /* workers on other hosts: hint at --master-addr/--tunnel */
   double timeout_s;
   const char *program; /* as the user typed it, for messages */
+  const char *exe_path; /* what the local workers run (absolute), or NULL */
   bool verbose;
 } distc__supervision;
 

@@ -287,6 +287,7 @@ int main(int argc, char **argv) {
       .remote = remote,
       .timeout_s = o.timeout_s,
       .program = o.argv[0],
+      .exe_path = o.exe_path,
       .verbose = o.verbose,
   };
   code = distc__supervise(&sv);

@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "exec_diag.h"
 #include "internal.h"
 
 #define HANDSHAKE_TIMEOUT_MS 10000
@@ -872,18 +873,20 @@ typedef struct batch {
   distc_manager *m;
   int first, n;
   int exited_early;
+  int early_status; /* of the last one that exited early */
 } batch;
 
 static void note_exit(void *arg, int index, pid_t pid, int status) {
   (void)pid;
-  (void)status;
   batch *b = arg;
   int id = DISTC_INDEX_TO_ID(index);
   distc__cluster *C = &distc__C;
   pthread_mutex_lock(&C->lock);
   /* One that joined and left since is not an early exit. */
-  if (id >= C->conncap || !C->conns[id])
+  if (id >= C->conncap || !C->conns[id]) {
     b->exited_early++;
+    b->early_status = status;
+  }
   pthread_mutex_unlock(&C->lock);
 }
 
@@ -992,10 +995,18 @@ int distc_addprocs(const distc_addprocs_opts *o, int *ids) {
   C->nmanagers++;
 
   count = started; /* the indices after them are never used */
-  batch b = {m, first, count, 0};
+  batch b = {m, first, count, 0, 0};
   rc = await_workers(first, count, distc__now() + timeout * 1e9,
                      batch_alive, &b);
   if (rc < 0) {
+    /* A local worker the dynamic loader could not start: say why. */
+    if (b.exited_early && !m->ops->remote && WIFEXITED(b.early_status) &&
+        WEXITSTATUS(b.early_status) == DISTC_EXIT_NOT_STARTED) {
+      char why[1024];
+      distc__exec_diagnose(exename, why, sizeof why);
+      distc__seterr(rc, "a worker exited with status 127 before connecting "
+                        "to the master: %s", why);
+    }
     char *msg = strdup(distc_errmsg());
     int joined[1024], k = 0;
     for (int i = 0; i < count && k < 1024; i++) {

@@ -98,6 +98,21 @@ static void case_null_out(void) {
   distc_value_free(args);
 }
 
+/* Workers running exe, a program whose libdistc the loader cannot find:
+ * addprocs fails and says which library and what to do. */
+static void case_addprocs_not_started(const char *exe) {
+  distc_addprocs_opts o = {.count = 1, .exename = exe, .timeout_s = 30};
+  int ids[1];
+  int rc = distc_addprocs(&o, ids);
+  const char *msg = distc_errmsg();
+  CHECK(rc == DISTC_ESPAWN, "rc=%d %s", rc, msg);
+  CHECK(strstr(msg, "status 127") && strstr(msg, "libdistc.so.0") &&
+            strstr(msg, "LD_LIBRARY_PATH") && strstr(msg, "rpath"),
+        "message: %s", msg);
+  CHECK(distc_nworkers() == 1 && distc_nprocs() == 1, "%d workers left",
+        distc_nprocs() - 1);
+}
+
 int main(int argc, char **argv) {
   const char *name = argc > 1 ? argv[1] : "";
   if (distc_init(&argc, &argv) < 0) {
@@ -106,6 +121,8 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(name, "null-out")) {
     case_null_out();
+  } else if (!strcmp(name, "addprocs-not-started")) {
+    case_addprocs_not_started(argc > 2 ? argv[2] : "");
   } else {
     printf("unknown case '%s'\n", name);
     return 2;
