@@ -4,6 +4,7 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "manager.h"
@@ -49,6 +50,9 @@ typedef struct distc__launch_opts {
  * distc__options_free() whatever it returned. */
 int distc__options_parse(int argc, char **argv, distc__launch_opts *o);
 void distc__options_free(distc__launch_opts *o);
+/* Every option, one a line: "--long" or "-s", then " ARG" when it takes a
+ * value (distc-launch --list-options, for the shell completion). */
+void distc__options_list(FILE *f);
 
 /* ---- topology.c --------------------------------------------------------- */
 

@@ -119,6 +119,16 @@ int main(int argc, char **argv) {
   pid_t master = -1;
   int code, rc;
 
+  /* Hidden, for the shell completion (contrib/distc-launch.bash): what
+   * the launcher takes, from the tables it parses with. */
+  if (argc == 2 && strcmp(argv[1], "--list-options") == 0) {
+    distc__options_list(stdout);
+    return 0;
+  }
+  if (argc == 2 && strcmp(argv[1], "--list-managers") == 0) {
+    distc_manager_list_names(stdout);
+    return 0;
+  }
   rc = distc__options_parse(argc, argv, &o);
   if (rc != 0) {
     code = rc > 0 ? 0 : fail(DISTC__EXIT_USAGE);

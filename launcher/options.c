@@ -114,6 +114,15 @@ static const char usage_text[] =
     "Options end at the first word that is not one (or at --); the rest is\n"
     "PROGRAM and its arguments.  See distc-launch(1).\n";
 
+void distc__options_list(FILE *f) {
+  for (size_t i = 0; i < DISTC__ARRAY_LEN(opt_defs); i++) {
+    const opt_def *d = &opt_defs[i];
+    fprintf(f, "--%s%s\n", d->lng, d->has_arg ? " ARG" : "");
+    if (d->shrt)
+      fprintf(f, "-%c%s\n", d->shrt, d->has_arg ? " ARG" : "");
+  }
+}
+
 static const opt_def *find_long(const char *name, size_t len) {
   for (size_t i = 0; i < DISTC__ARRAY_LEN(opt_defs); i++)
     if (strlen(opt_defs[i].lng) == len &&

@@ -38,6 +38,11 @@ static void known_names(char *buf, size_t len) {
     n += snprintf(buf + n, len - n, "%s%s", i ? ", " : "", managers[i]->name);
 }
 
+void distc_manager_list_names(FILE *f) {
+  for (size_t i = 0; i < DISTC__ARRAY_LEN(managers); i++)
+    fprintf(f, "%s\n", managers[i]->name);
+}
+
 static bool lists(const distc_manager_ops *o, const char *name) {
   for (size_t i = 0; o->options && o->options[i]; i++)
     if (strcmp(o->options[i], name) == 0)

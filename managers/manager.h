@@ -136,6 +136,9 @@ typedef struct distc_manager {
 int distc_manager_open(distc_manager *m, const char *name, bool verbose);
 void distc_manager_close(distc_manager *m);
 const distc_manager_ops *distc_manager_find(const char *name);
+/* Every registered manager's name, one a line (distc-launch
+ * --list-managers, for the shell completion). */
+void distc_manager_list_names(FILE *f);
 /* Waits up to timeout_s for all workers to exit after sig; then SIGKILL.
  * Reaps everything; cb may be NULL. */
 int distc_manager_stop(distc_manager *m, int sig, double timeout_s,

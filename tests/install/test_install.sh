@@ -3,8 +3,8 @@
 # temp dir and uses the installed copy as a user would, with pkg-config only
 # (nothing from the build tree): contrib/hello.c built against libdistc.so
 # and against libdistc.a, run with 2 workers by the installed distc-launch;
-# a meson project with dependency('distc'); the header and the man pages in
-# place.
+# a meson project with dependency('distc'); the header, the man pages and
+# the bash completion in place.
 set -u
 build=${1:?usage: test_install.sh BUILDDIR SRCDIR} src=${2:?}
 . "$src/tests/lib.sh"
@@ -34,6 +34,8 @@ check "the man pages are installed" \
   '[ -f "$prefix/share/man/man1/distc-launch.1" ] && [ -f "$prefix/share/man/man3/libdistc.3" ] && [ -f "$prefix/share/man/man7/distc.7" ]'
 check "man distc_fetch opens distc_remotecall(3)" \
   '[ "$(readlink "$prefix/share/man/man3/distc_fetch.3")" = distc_remotecall.3 ]'
+check "the bash completion is installed" \
+  '[ -f "$prefix/share/bash-completion/completions/distc-launch" ]'
 
 # The README's command, plus an rpath since the prefix is not the loader's.
 cd "$tmp" || exit 1
