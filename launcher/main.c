@@ -16,6 +16,7 @@
 
 #include "common.h"
 #include "launcher.h"
+#include "trace.h"
 
 /* At least this many pending connections: every worker dials at once. */
 #define LISTEN_BACKLOG (SOMAXCONN > 1024 ? SOMAXCONN : 1024)
@@ -105,6 +106,23 @@ static int configure_manager(distc_manager *m, const distc__launch_opts *o) {
   return rc;
 }
 
+/* The launcher's events, for the master to merge at distc_finalize; written
+ * before the master starts, so it is there when the master looks. */
+static void write_trace_part(void) {
+  char part[4096];
+  size_t len = 0;
+  distc__trace_part_path(getenv("DISTC_TRACE"), part, sizeof part);
+  char *text = distc__trace_take(&len);
+  FILE *f = text ? fopen(part, "w") : NULL;
+  bool ok = f && fwrite(text, 1, len, f) == len;
+  if (f && fclose(f) != 0)
+    ok = false;
+  if (!ok)
+    fprintf(stderr, "distc-launch: cannot write %s: %s; the trace will "
+                    "lack the launcher's events\n", part, strerror(errno));
+  free(text);
+}
+
 int main(int argc, char **argv) {
   distc__launch_opts o;
   distc_manager m = {0};
@@ -133,6 +151,12 @@ int main(int argc, char **argv) {
   if (rc != 0) {
     code = rc > 0 ? 0 : fail(DISTC__EXIT_USAGE);
     goto free_opts;
+  }
+  distc__trace_init(); /* --trace set DISTC_TRACE */
+  if (distc__tracing()) {
+    char track[64];
+    snprintf(track, sizeof track, "distc-launch (pid %ld)", (long)getpid());
+    distc__trace_set_track(0, track);
   }
   /* Options that belong to one manager choose it; say which, when asked. */
   bool implied = o.manager == NULL && o.nmopts > 0;
@@ -254,7 +278,14 @@ int main(int argc, char **argv) {
       .blas_auto = o.blas_threads == 0,
       .local_addr = local_addr[0] ? local_addr : NULL,
   };
+  uint64_t t_launch = distc__tracing() ? distc__trace_now() : 0;
   rc = m.ops->launch(m.state, &spec);
+  if (t_launch)
+    distc__trace_span("launch", "start workers", t_launch,
+                      "\"workers\":%d,\"manager\":\"%s\"", count,
+                      m.ops->name);
+  if (t_launch && !o.dry_run)
+    write_trace_part();
   if (rc != 0) {
     code = fail(DISTC__EXIT_FAILURE);
     goto close_listener;

@@ -31,6 +31,8 @@ enum opt_id {
   OPT_DRY_RUN,
   OPT_HELP,
   OPT_VERSION,
+  OPT_TRACE,
+  OPT_STATS,
   OPT_MANAGER_OPT, /* handed to the cluster manager as it is */
 };
 
@@ -53,6 +55,8 @@ static const opt_def opt_defs[] = {
     {"blas-threads", 0, true, OPT_BLAS},
     {"verbose", 'v', false, OPT_VERBOSE},
     {"dry-run", 0, false, OPT_DRY_RUN},
+    {"trace", 0, true, OPT_TRACE},
+    {"stats", 0, false, OPT_STATS},
     {"help", 'h', false, OPT_HELP},
     {"version", 'V', false, OPT_VERSION},
     /* the ssh manager's */
@@ -92,6 +96,10 @@ static const char usage_text[] =
     "  -v, --verbose        say which manager was chosen and print every\n"
     "                       command started\n"
     "      --dry-run        print the commands, start nothing\n"
+    "      --trace FILE     write a timeline of every process to FILE (Chrome\n"
+    "                       and Perfetto trace events, JSON), as DISTC_TRACE\n"
+    "      --stats          print each worker's calls, bytes and busy time\n"
+    "                       at exit, as DISTC_STATS=1\n"
     "\n"
     "workers on other hosts over SSH (the ssh manager; -p N adds N here):\n"
     "      --hosts LIST     e.g. node1:2,user@node2:4,node3:2222:auto\n"
@@ -349,6 +357,21 @@ static int apply(const opt_def *d, const char *v, distc__launch_opts *o,
   case OPT_VERSION:
     printf("distc-launch %s\n", DISTC_VERSION);
     return 1;
+  case OPT_TRACE: {
+    /* Through the environment, which the master and the workers inherit
+     * (the launcher records its own part too); absolute, since they may
+     * run in --dir. */
+    char *abs = v[0] ? absolute(v) : NULL;
+    int e = abs ? setenv("DISTC_TRACE", abs, 1) : -1;
+    free(abs);
+    if (e != 0)
+      return distc__seterr(DISTC_EINVAL, "--trace needs a file name; see "
+                                         "distc-launch --help");
+    return 0;
+  }
+  case OPT_STATS:
+    setenv("DISTC_STATS", "1", 1);
+    return 0;
   case OPT_MANAGER_OPT:
     if (d->has_arg && v[0] == '\0')
       return distc__seterr(DISTC_EINVAL,
