@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# test_stats.sh DISTC_LAUNCH TEST_LIB SRCDIR — distc-launch --stats prints
-# a row per worker and a total at exit, with the calls the program made
-# (test_lib stats: 11 calls to worker 2, 1 to worker 3, a 4 MiB result from
-# worker 3); without --stats nothing is printed.
+# test_stats.sh DISTC_LAUNCH TEST_LIB SRCDIR [DATAMOVE] — distc-launch
+# --stats prints a row per worker and a total at exit, with the calls the
+# program made (test_lib stats: 11 calls to worker 2, 1 to worker 3, a 4 MiB
+# result from worker 3); without --stats nothing is printed.  The seed's
+# datamove example reports the bytes each method moved from the counters.
 set -u
-launch=${1:?usage: test_stats.sh DISTC_LAUNCH TEST_LIB SRCDIR} test_lib=$2 src=$3
+launch=${1:?usage: test_stats.sh DISTC_LAUNCH TEST_LIB SRCDIR [DATAMOVE]}
+test_lib=$2 src=$3 datamove=${4:-}
 . "$src/tests/lib.sh"
 cd "$tmp" || exit 1
 unset DISTC_TRACE DISTC_STATS
@@ -22,4 +24,18 @@ check "a total row with 12 calls" '[ "$(row total | awk "{print \$2}")" = 12 ]'
 
 timeout 60 "$launch" -p 2 "$test_lib" stats >out 2>err
 check "without --stats no table" '! grep -q "statistics" err'
+
+# datamove: method 1 ships A and B (2 x 80,000 bytes) and gets C back;
+# method 2 sends a seed and gets C back.
+if [ -n "$datamove" ]; then
+  timeout 120 "$launch" -p 2 "$datamove" 20 >out 2>&1
+  field() { awk -v m="method $1" -v f="$2" 'index($0, m) == 1 { gsub(/,/, "")
+    for (i = 1; i <= NF; i++) if ($i == f) print $(i - 1) }' out; }
+  check "datamove: method 1 sent A and B" \
+    '[ "$(field 1 bytes)" -ge 160000 ] && [ "$(field 1 bytes)" -lt 161000 ]'
+  check "datamove: method 2 sent only a seed" '[ "$(field 2 bytes)" -lt 200 ]'
+  check "datamove: both received C" \
+    '[ "$(field 1 received)" -ge 80000 ] && [ "$(field 2 received)" -ge 80000 ] && [ "$(field 2 received)" -lt 81000 ]'
+  [ "$fail" -eq 0 ] || cat out
+fi
 finish
