@@ -26,6 +26,7 @@
 
 #include "exec_diag.h"
 #include "internal.h"
+#include "launch_progress.h"
 
 #define HANDSHAKE_TIMEOUT_MS 10000
 #define HELLO_MAX 4096 /* a HELLO frame is ~100 bytes */
@@ -721,10 +722,12 @@ static void report(const char *word, const char *msg) {
 static int await_workers(int first, int n, double deadline,
                          bool (*alive)(void *), void *arg) {
   distc__cluster *C = &distc__C;
-  int rc = 0;
+  int rc = 0, joined = 0;
+  distc__launch_progress lp;
+  distc__launch_progress_start(&lp, n);
   pthread_mutex_lock(&C->lock);
   for (;;) {
-    int joined = 0;
+    joined = 0;
     for (int i = first; i < first + n; i++) {
       int id = DISTC_INDEX_TO_ID(i);
       joined += id < C->conncap && C->conns[id] != NULL;
@@ -748,6 +751,7 @@ static int await_workers(int first, int n, double deadline,
       break;
     }
     pthread_mutex_unlock(&C->lock);
+    distc__launch_progress_update(&lp, joined, n);
     bool gone = alive && !alive(arg);
     pthread_mutex_lock(&C->lock);
     if (gone) {
@@ -767,6 +771,7 @@ static int await_workers(int first, int n, double deadline,
     pthread_cond_timedwait(&C->changed, &C->lock, &ts);
   }
   pthread_mutex_unlock(&C->lock);
+  distc__launch_progress_end(&lp, joined, n);
   return rc;
 }
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../check.h"
 
@@ -271,6 +272,11 @@ static void case_addprocs_not_started(const char *exe) {
 
 int main(int argc, char **argv) {
   const char *name = argc > 1 ? argv[1] : "";
+  /* Workers that take a second to connect: the master's wait is long
+   * enough for its launch progress line. */
+  const char *role = getenv("DISTC_ROLE");
+  if (!strcmp(name, "slow-start") && role && !strcmp(role, "worker"))
+    sleep(1);
   if (distc_init(&argc, &argv) < 0) {
     printf("distc_init: %s\n", distc_errmsg());
     return 1;
@@ -281,6 +287,8 @@ int main(int argc, char **argv) {
     case_trace_work();
   } else if (!strcmp(name, "trace-addprocs")) {
     case_trace_addprocs();
+  } else if (!strcmp(name, "slow-start")) {
+    CHECK(distc_nworkers() == 2, "%d workers", distc_nworkers());
   } else if (!strcmp(name, "stats")) {
     case_stats();
   } else if (!strcmp(name, "addprocs-not-started")) {
