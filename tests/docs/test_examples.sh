@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # test_examples.sh SRCDIR LIBDIR DISTC_LAUNCH [SANITIZE] — every complete C
-# program
-# printed in README.md and in the man pages builds exactly as printed
+# program printed in README.md and in the man pages builds exactly as printed
 # (-Wall -Wextra -Werror, against the header and the built library, with
 # the build's sanitizers if any), and the README's first example prints
 # what it says it does.
