@@ -5,8 +5,9 @@
  *   method 2: the worker makes A and B itself (from a seed it is sent),
  *
  * and the result C comes back either way.  Prints the median time of each
- * and the bytes of matrix data moved, and checks every C against the same
- * product computed on the master.
+ * and the bytes each moved per call, as the library counted them
+ * (distc_stats), and checks every C against the same product computed on
+ * the master.
  *
  *   distc-launch -p 2 ./datamove [REPS]
  */
@@ -98,6 +99,21 @@ static double max_rel_diff(const double *x, const double *y) {
   return worst;
 }
 
+/* Bytes a method moved, summed over the timed repetitions. */
+typedef struct moved {
+  uint64_t sent, received, copied;
+} moved;
+
+/* Adds what the counters of worker w grew by since *before. */
+static void count(int w, const distc_peer_stats *before, moved *m) {
+  distc_peer_stats after;
+  if (distc_stats(w, &after) < 0)
+    return;
+  m->sent += after.bytes_sent - before->bytes_sent;
+  m->received += after.bytes_received - before->bytes_received;
+  m->copied += after.bytes_copied - before->bytes_copied;
+}
+
 static int cmp(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
@@ -116,7 +132,10 @@ int main(int argc, char **argv) {
   double *t1 = malloc(sizeof *t1 * (size_t)reps),
          *t2 = malloc(sizeof *t2 * (size_t)reps), worst = 0;
   double *want = malloc(sizeof *want * N * N);
+  moved m1 = {0}, m2 = {0};
   for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
+    distc_peer_stats s0, s1;
+    distc_stats(w, &s0); /* with no workers (w = 1, here) nothing moves */
     uint64_t seed = 1000 + 2 * (uint64_t)(r + 1);
     /* method 1: A = rand(100,100); B = rand(100,100); @fetch A^2 * B^2 */
     double t0 = now();
@@ -126,11 +145,16 @@ int main(int argc, char **argv) {
     distc_value *args = distc_listv(2, A, B);
     int rc = distc_remotecall_fetch(w, "a2b2_of", args, &C1);
     double t1e = now();
+    if (r >= 0)
+      count(w, &s0, &m1);
     /* method 2: @fetch rand(100,100)^2 * rand(100,100)^2 */
     distc_value *sarg = distc_listv(1, distc_int((int64_t)seed));
+    distc_stats(w, &s1);
     if (rc == 0)
       rc = distc_remotecall_fetch(w, "a2b2_rand", sarg, &C2);
     double t2e = now();
+    if (r >= 0)
+      count(w, &s1, &m2);
     if (rc < 0) {
       fprintf(stderr, "datamove: %s\n", distc_errmsg());
       return 1;
@@ -152,15 +176,19 @@ int main(int argc, char **argv) {
   }
   qsort(t1, (size_t)reps, sizeof *t1, cmp);
   qsort(t2, (size_t)reps, sizeof *t2, cmp);
-  size_t mb = sizeof(double) * N * N; /* one matrix */
-  printf("A^2 * B^2 of 100x100 matrices on worker %d, median of %d:\n", w,
-         reps);
-  printf("method 1 (A, B made here):       %8.1f us, %zu bytes of matrices "
-         "moved (A, B out, C back)\n",
-         t1[reps / 2] * 1e6, 3 * mb);
-  printf("method 2 (A, B made on worker):  %8.1f us, %zu bytes of matrices "
-         "moved (C back)\n",
-         t2[reps / 2] * 1e6, mb);
+  printf("A^2 * B^2 of 100x100 matrices (%zu bytes each) on worker %d, "
+         "median of %d; bytes per call from the library's counters:\n",
+         sizeof(double) * N * N, w, reps);
+  printf("method 1 (A, B made here):       %8.1f us, %7llu bytes sent, "
+         "%7llu received, %7llu copied\n",
+         t1[reps / 2] * 1e6, (unsigned long long)(m1.sent / (uint64_t)reps),
+         (unsigned long long)(m1.received / (uint64_t)reps),
+         (unsigned long long)(m1.copied / (uint64_t)reps));
+  printf("method 2 (A, B made on worker):  %8.1f us, %7llu bytes sent, "
+         "%7llu received, %7llu copied\n",
+         t2[reps / 2] * 1e6, (unsigned long long)(m2.sent / (uint64_t)reps),
+         (unsigned long long)(m2.received / (uint64_t)reps),
+         (unsigned long long)(m2.copied / (uint64_t)reps));
   bool agree = worst < 1e-12;
   printf("every C %s the master's own product (largest relative difference "
          "%.1e)\n",

@@ -4,6 +4,7 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "manager.h"
@@ -50,6 +51,9 @@ void distc__options_free(distc__launch_opts *o);
  * checked here (and made absolute) when some run on this host; else an
  * absolute path or a bare name for their hosts' PATH. */
 int distc__options_exe(distc__launch_opts *o, bool workers_here);
+/* Every option, one a line: "--long" or "-s", then " ARG" when it takes a
+ * value (distc-launch --list-options, for the shell completion). */
+void distc__options_list(FILE *f);
 
 /* ---- topology.c --------------------------------------------------------- */
 
@@ -79,6 +83,7 @@ typedef struct distc__supervision {
   bool remote; /* workers on other hosts: hint at --master-addr/--tunnel */
   double timeout_s;
   const char *program; /* as the user typed it, for messages */
+  const char *exe_path; /* what the local workers run (absolute), or NULL */
   bool verbose;
 } distc__supervision;
 

@@ -16,6 +16,7 @@
 
 #include "common.h"
 #include "launcher.h"
+#include "trace.h"
 
 /* At least this many pending connections: every worker dials at once. */
 #define LISTEN_BACKLOG (SOMAXCONN > 1024 ? SOMAXCONN : 1024)
@@ -77,6 +78,23 @@ static int fail(int code) {
   return code;
 }
 
+/* The launcher's events, for the master to merge at distc_finalize; written
+ * before the master starts, so it is there when the master looks. */
+static void write_trace_part(void) {
+  char part[4096];
+  size_t len = 0;
+  distc__trace_part_path(getenv("DISTC_TRACE"), part, sizeof part);
+  char *text = distc__trace_take(&len);
+  FILE *f = text ? fopen(part, "w") : NULL;
+  bool ok = f && fwrite(text, 1, len, f) == len;
+  if (f && fclose(f) != 0)
+    ok = false;
+  if (!ok)
+    fprintf(stderr, "distc-launch: cannot write %s: %s; the trace will "
+                    "lack the launcher's events\n", part, strerror(errno));
+  free(text);
+}
+
 int main(int argc, char **argv) {
   distc__launch_opts o;
   distc__startup st = {0};
@@ -91,10 +109,26 @@ int main(int argc, char **argv) {
   int code, rc;
 
   distc__log_setname("distc-launch");
+  /* Hidden, for the shell completion (contrib/distc-launch.bash): what
+   * the launcher takes, from the tables it parses with. */
+  if (argc == 2 && strcmp(argv[1], "--list-options") == 0) {
+    distc__options_list(stdout);
+    return 0;
+  }
+  if (argc == 2 && strcmp(argv[1], "--list-managers") == 0) {
+    distc__manager_list_names(stdout);
+    return 0;
+  }
   rc = distc__options_parse(argc, argv, &o);
   if (rc != 0) {
     code = rc > 0 ? 0 : fail(DISTC__EXIT_USAGE);
     goto free_opts;
+  }
+  distc__trace_init(); /* --trace set DISTC_TRACE */
+  if (distc__tracing()) {
+    char track[64];
+    snprintf(track, sizeof track, "distc-launch (pid %ld)", (long)getpid());
+    distc__trace_set_track(0, track);
   }
   st = (distc__startup){
       .manager = o.manager,
@@ -173,7 +207,14 @@ int main(int argc, char **argv) {
       .first_index = 0,
       .started = &started,
   };
+  uint64_t t_launch = distc__tracing() ? distc__trace_now() : 0;
   rc = distc__startup_launch(&st, &run);
+  if (t_launch)
+    distc__trace_span("launch", "start workers", t_launch,
+                      "\"workers\":%d,\"manager\":\"%s\"", st.count,
+                      distc__manager_name(&st.m));
+  if (t_launch && !o.dry_run)
+    write_trace_part();
   if (rc != 0) {
     code = fail(DISTC__EXIT_FAILURE);
     goto close_listener;
@@ -216,6 +257,7 @@ int main(int argc, char **argv) {
       .remote = remote,
       .timeout_s = o.timeout_s,
       .program = o.argv[0],
+      .exe_path = o.exe_path,
       .verbose = o.verbose,
   };
   code = distc__supervise(&sv);

@@ -32,6 +32,8 @@ enum opt_id {
   OPT_DRY_RUN,
   OPT_HELP,
   OPT_VERSION,
+  OPT_TRACE,
+  OPT_STATS,
   OPT_MANAGER_OPT, /* handed to the cluster manager as it is */
 };
 
@@ -55,6 +57,8 @@ static const opt_def opt_defs[] = {
     {"blas-threads", 0, true, OPT_BLAS},
     {"verbose", 'v', false, OPT_VERBOSE},
     {"dry-run", 0, false, OPT_DRY_RUN},
+    {"trace", 0, true, OPT_TRACE},
+    {"stats", 0, false, OPT_STATS},
     {"help", 'h', false, OPT_HELP},
     {"version", 'V', false, OPT_VERSION},
 };
@@ -84,7 +88,11 @@ static const char usage_common[] =
     "                       least 1)\n"
     "  -v, --verbose        say which manager was chosen and print every\n"
     "                       command started\n"
-    "      --dry-run        print the commands, start nothing\n";
+    "      --dry-run        print the commands, start nothing\n"
+    "      --trace FILE     write a timeline of every process to FILE (Chrome\n"
+    "                       and Perfetto trace events, JSON), as DISTC_TRACE\n"
+    "      --stats          print each worker's calls, bytes and busy time\n"
+    "                       at exit, as DISTC_STATS=1\n";
 static const char usage_tail[] =
     "\n"
     "  -h, --help           print this help and exit\n"
@@ -174,6 +182,27 @@ static void usage(FILE *f) {
     }
   }
   fputs(usage_tail, f);
+}
+
+/* Every option, the common ones and every registered half's, once each. */
+void distc__options_list(FILE *f) {
+  for (size_t i = 0; i < DISTC__ARRAY_LEN(opt_defs); i++) {
+    const opt_def *d = &opt_defs[i];
+    fprintf(f, "--%s%s\n", d->lng, d->has_arg ? " ARG" : "");
+    if (d->shrt)
+      fprintf(f, "-%c%s\n", d->shrt, d->has_arg ? " ARG" : "");
+  }
+  for (size_t i = 0; distc__manager_at(i); i++) {
+    const distc__manager_def *d = distc__manager_at(i);
+    for (int res = 1; res >= 0; res--) {
+      const void *half = res ? (const void *)d->resource : (const void *)d->launch;
+      const distc__option *opts = res ? d->resource->options : d->launch->options;
+      if (opts == NULL || seen_before(i, half, res))
+        continue;
+      for (size_t k = 0; opts[k].name; k++)
+        fprintf(f, "--%s%s\n", opts[k].name, opts[k].has_arg ? " ARG" : "");
+    }
+  }
 }
 
 static const opt_def *find_long(const char *name, size_t len) {
@@ -408,6 +437,21 @@ static int apply(const opt_def *d, const char *v, distc__launch_opts *o,
   case OPT_VERSION:
     printf("distc-launch %s\n", DISTC_VERSION);
     return 1;
+  case OPT_TRACE: {
+    /* Through the environment, which the master and the workers inherit
+     * (the launcher records its own part too); absolute, since they may
+     * run in --dir. */
+    char *abs = v[0] ? absolute(v) : NULL;
+    int e = abs ? setenv("DISTC_TRACE", abs, 1) : -1;
+    free(abs);
+    if (e != 0)
+      return distc__seterr(DISTC_EINVAL, "--trace needs a file name; see "
+                                         "distc-launch --help");
+    return 0;
+  }
+  case OPT_STATS:
+    setenv("DISTC_STATS", "1", 1);
+    return 0;
   case OPT_MANAGER_OPT:
     if (d->has_arg && v[0] == '\0')
       return distc__seterr(DISTC_EINVAL,

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "exec_diag.h"
 #include "launcher.h"
 
 /* Workers get this long to exit by themselves once the master is gone
@@ -223,6 +224,19 @@ static const char *hint(const run *r) {
   return buf;
 }
 
+/* A local process that exited with 127 was most likely never started by
+ * the dynamic loader (a library not found): say which library and what to
+ * do rather than ask whether the program uses libdistc. */
+static const char *why_not_started(const run *r, const char *exe,
+                                   int status) {
+  static char buf[1024];
+  if (r->sv->remote || !exe || !WIFEXITED(status) ||
+      WEXITSTATUS(status) != DISTC_EXIT_NOT_STARTED)
+    return hint(r);
+  distc__exec_diagnose(exe, buf, sizeof buf);
+  return buf;
+}
+
 /* Reads what the master reported; acts on whole lines only. */
 static void read_control(run *r) {
   ssize_t n;
@@ -299,6 +313,14 @@ static bool handle_signals(run *r) {
  * an interrupt is plain to the user, and our own copy of a terminal's
  * SIGINT may arrive after the master has already died of it. */
 static void master_gone_early(run *r) {
+  if (r->interrupts == 0 && WIFEXITED(r->master_status) &&
+      WEXITSTATUS(r->master_status) == DISTC_EXIT_NOT_STARTED) {
+    fprintf(stderr,
+            "distc-launch: the master (pid %ld) exited with status 127 before "
+            "all workers connected; %s\n",
+            (long)r->sv->master, why_not_started(r, r->sv->program, r->master_status));
+    return;
+  }
   if (r->interrupts > 0 || !WIFSIGNALED(r->master_status))
     return;
   int sig = WTERMSIG(r->master_status);
@@ -381,7 +403,7 @@ int distc__supervise(const distc__supervision *sv) {
       fprintf(stderr,
               "distc-launch: worker %d (pid %ld) %s before connecting to the "
               "master; %s\n",
-              r.dead_index, (long)r.dead_pid, what, hint(&r));
+              r.dead_index, (long)r.dead_pid, what, why_not_started(&r, r.sv->exe_path, r.dead_status));
       teardown(&r, false);
       return finish(&r, DISTC__EXIT_FAILURE);
     }

@@ -35,6 +35,11 @@ const distc__manager_def *distc__manager_find(const char *name) {
   return NULL;
 }
 
+void distc__manager_list_names(FILE *f) {
+  for (size_t i = 0; distc__manager_at(i) != NULL; i++)
+    fprintf(f, "%s\n", distc__manager_at(i)->name);
+}
+
 bool distc__common_setting(const char *name) {
   return strcmp(name, "timeout") == 0 || strcmp(name, "verbose") == 0 ||
          strcmp(name, "dry-run") == 0;

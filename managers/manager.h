@@ -231,6 +231,9 @@ int distc__manager_reap(distc_manager *m, distc_exit_cb cb, void *arg);
 int distc__manager_event_fd(distc_manager *m);
 bool distc__manager_remote(const distc_manager *m);
 const char *distc__manager_name(const distc_manager *m);
+/* Every registered manager's name, one a line (distc-launch
+ * --list-managers, for the shell completion). */
+void distc__manager_list_names(FILE *f);
 /* Waits up to timeout_s for all workers to exit after sig; then SIGKILL.
  * Reaps everything; cb may be NULL. */
 int distc__manager_stop(distc_manager *m, int sig, double timeout_s,

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "trace.h"
 #include "manager.h"
 
 extern char **environ;
@@ -26,7 +27,8 @@ extern char **environ;
 
 /* DISTC_* variables that are user settings, not per-process contract, and so
  * pass from the caller's environment to the workers. */
-static const char *const keep_distc[] = {"DISTC_LOG", "DISTC_MAX_FRAME"};
+static const char *const keep_distc[] = {"DISTC_LOG", "DISTC_MAX_FRAME",
+                                         "DISTC_TRACE"};
 
 /* A NULL-terminated "K=V" vector whose strings it owns. */
 typedef struct envv {
@@ -400,10 +402,15 @@ int distc__spawn_worker(const distc_launch_spec *spec, int index,
     }
   }
 
+  uint64_t t0 = distc__tracing() ? distc__trace_now() : 0;
   if (strchr(path, '/') != NULL)
     e = posix_spawn(pid, path, &fa, &attr, spec->argv, env.v);
   else
     e = posix_spawnp(pid, path, &fa, &attr, spec->argv, env.v);
+  if (t0)
+    distc__trace_span("launch", "spawn", t0,
+                      "\"index\":%d,\"worker\":%d,\"os_pid\":%ld", index,
+                      DISTC_INDEX_TO_ID(index), (long)(e ? -1 : *pid));
   if (e != 0) {
     *pid = -1;
     if (spec->dir != NULL)

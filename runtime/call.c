@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "parallel.h"
 
 #define SPIN_MIN_NS 2000.0
 #define SPIN_MAX_NS 200000.0
@@ -44,6 +45,7 @@ void distc__future_unref(distc_future *f) {
     return;
   distc_value_free(f->value);
   free(f->errmsg);
+  free(f->trace_fn);
   pthread_mutex_destroy(&f->mu);
   pthread_cond_destroy(&f->cond);
   free(f);
@@ -278,6 +280,8 @@ static int future_result(distc_future *f, distc_value **result) {
 }
 
 int distc_fetch(distc_future *f, distc_value **result) {
+  if (result)
+    *result = NULL;
   if (!f)
     return distc__seterr(DISTC_EINVAL, "distc_fetch: NULL future");
   distc__future_wait(f);
@@ -356,10 +360,29 @@ static void send_error(distc__conn *c, uint64_t id, int err, const char *msg,
   distc__enc_destroy(&e);
 }
 
+/* The payload bytes an encoder makes: its head (distc__enc_finish), the
+ * msgpack part and the raw segments. */
+static size_t enc_bytes(const distc__enc *e) {
+  size_t n = 8 + 8 * e->nsegs + e->sb.size;
+  for (size_t i = 0; i < e->nsegs; i++)
+    n += e->segs[i].iov_len;
+  return n;
+}
+
+/* A pmap batch is a call like any other; its own category lets the
+ * timeline tell batches from the program's calls. */
+static const char *call_cat(const char *fn) {
+  return strcmp(fn, DISTC__BATCH_FN) == 0 ? "pmap" : "call";
+}
+
 void distc__run_call(distc__conn *c, distc__frame *f) {
   distc__dec d;
   distc_value *args = NULL, *result = NULL;
   char *msg = NULL, name[DISTC__NAME_MAX + 1];
+  uint64_t t0 = distc__tracing() ? distc__trace_now() : 0;
+  size_t out_bytes = 0;
+  name[0] = '\0';
+  distc__stat_add(&c->st.calls_in, 1);
   int err = distc__dec_open(&d, f->payload, f->h.len);
   if (err) {
     msg = strdup("malformed call");
@@ -414,6 +437,8 @@ answer:
     if (!rc)
       rc = distc__send_encoded(c, DISTC__F_RESULT,
                                e.lent ? DISTC__F_LENT : 0, f->h.id, &e);
+    if (!rc)
+      out_bytes = enc_bytes(&e);
     bool lent = e.lent;
     distc__enc_destroy(&e);
     if (!rc && lent)
@@ -421,6 +446,11 @@ answer:
     if (rc && rc != DISTC_EPROCEXIT)
       send_error(c, f->h.id, rc, distc_errmsg(), 0);
   }
+  if (distc__tracing())
+    distc__trace_span(call_cat(name), name[0] ? name : "malformed call", t0,
+                      "\"from\":%d,\"bytes_in\":%u,\"bytes_out\":%zu,"
+                      "\"error\":%d",
+                      c->id, f->h.len, out_bytes, err);
   distc_value_free(result);
   free(msg);
 }
@@ -442,9 +472,11 @@ void distc__complete_call(distc__conn *c, distc__frame *f) {
   distc__dec d;
   distc_value *v = NULL;
   char *msg = NULL;
+  size_t copied = 0;
   int err = distc__dec_open(&d, f->payload, f->h.len);
   if (!err) {
     d.lender = c->cma ? (int)c->ospid : 0;
+    d.copied = &copied;
     const msgpack_object *root = distc__dec_root(&d);
     if (f->h.type == DISTC__F_RESULT) {
       err = distc__dec_value(&d, root, &v);
@@ -469,9 +501,16 @@ void distc__complete_call(distc__conn *c, distc__frame *f) {
     } else {
       err = DISTC_EPROTO;
     }
+    distc__stat_add(&c->st.bytes_copied, copied);
     distc__dec_close(&d);
   }
   release(c, f);
+  if (fut->trace_fn)
+    distc__trace_async(call_cat(fut->trace_fn), fut->trace_fn, fut->callid,
+                       fut->trace_t0, distc__trace_now(),
+                       "\"to\":%d,\"bytes_out\":%zu,\"bytes_in\":%u,"
+                       "\"error\":%d",
+                       c->id, fut->trace_out, f->h.len, err);
   if (err && !msg && asprintf(&msg, "On worker %d: %s", c->id,
                               distc_strerror(err)) < 0)
     msg = NULL;
@@ -702,6 +741,14 @@ static int start_call(int pid, const char *fn, const distc_value *args,
     rc = distc__enc_value(&e, args);
   else
     rc = msgpack_pack_array(&e.pk, 0) ? DISTC_ENOMEM : 0;
+  if (distc__tracing() && !(flags & DISTC__F_NORESULT)) {
+    /* Before the frame goes: the answer may complete f at once. */
+    f->trace_t0 = distc__trace_now();
+    f->trace_out = enc_bytes(&e);
+    f->trace_fn = strdup(fn);
+  }
+  if (flags & DISTC__F_NORESULT)
+    distc__stat_add(&c->st.calls_out, 1); /* others: distc__pending_put */
   if (!rc)
     rc = distc__send_encoded(c, DISTC__F_CALL, flags, f->callid, &e);
   distc__enc_destroy(&e);
@@ -733,6 +780,8 @@ fail:
 
 int distc_remotecall(int pid, const char *fn, const distc_value *args,
                      distc_future **out) {
+  if (out)
+    *out = NULL;
   if (pid == DISTC_ANY)
     return distc__seterr(DISTC_EINVAL, "remotecall wants a process id; use "
                                        "distc_spawnat(DISTC_ANY, ...) for any");
@@ -741,11 +790,15 @@ int distc_remotecall(int pid, const char *fn, const distc_value *args,
 
 int distc_spawnat(int pid, const char *fn, const distc_value *args,
                   distc_future **out) {
+  if (out)
+    *out = NULL;
   return start_call(pid, fn, args, 0, out);
 }
 
 int distc_remotecall_fetch(int pid, const char *fn, const distc_value *args,
                            distc_value **result) {
+  if (result)
+    *result = NULL;
   distc_future *f;
   int rc = distc_remotecall(pid, fn, args, &f);
   if (rc)

@@ -366,6 +366,8 @@ static int chan_call(const distc_value *ch, int op, const distc_value *v,
 }
 
 int distc_channel_new(int owner, size_t capacity, distc_value **out) {
+  if (out)
+    *out = NULL;
   if (!out)
     return distc__seterr(DISTC_EINVAL, "distc_channel_new: NULL out");
   *out = NULL;
@@ -401,12 +403,16 @@ int distc_channel_put(const distc_value *ch, const distc_value *v) {
 }
 
 int distc_channel_take(const distc_value *ch, distc_value **out) {
+  if (out)
+    *out = NULL;
   if (!out)
     return distc__seterr(DISTC_EINVAL, "distc_channel_take: NULL out");
   return chan_call(ch, OP_TAKE, NULL, out);
 }
 
 int distc_channel_fetch(const distc_value *ch, distc_value **out) {
+  if (out)
+    *out = NULL;
   if (!out)
     return distc__seterr(DISTC_EINVAL, "distc_channel_fetch: NULL out");
   return chan_call(ch, OP_FETCH, NULL, out);

@@ -27,12 +27,20 @@ int distc_init(int *argc, char ***argv) {
     return distc__seterr(DISTC_ESTATE, "distc_init was already called");
   C->argc = argc ? *argc : 0;
   C->argv = argv ? *argv : NULL;
+  distc__trace_init();
+  distc__stats_init();
   const char *role = getenv(DISTC_ENV_ROLE);
   if (role && strcmp(role, "worker") == 0)
     return distc__worker_main();
   if (role && strcmp(role, DISTC_ROLE_PROXY) == 0)
     distc__proxy_main(C->argc, C->argv); /* a launch half started us */
-  return distc__master_init();
+  int rc = distc__master_init();
+  if (distc__tracing()) {
+    distc__trace_name_track();
+    distc__trace_span("launch", "await workers", distc__trace_t_init,
+                      "\"workers\":%d,\"error\":%d", C->nids, rc);
+  }
+  return rc;
 }
 
 int distc_finalize(void) {
@@ -43,6 +51,8 @@ int distc_finalize(void) {
     return distc__seterr(DISTC_ENOTMASTER, "distc_finalize on a worker: "
                                            "workers exit when the master "
                                            "finalises");
+  distc__stats_report();
+  distc__trace_collect();
   return distc__master_finalize();
 }
 

@@ -13,6 +13,7 @@
 #include <sys/uio.h>
 
 #include "common.h"
+#include "trace.h"
 #include "value.h"
 
 /* msgpack ext types: an n-d array; a handle (value.h). */
@@ -591,6 +592,7 @@ static int dec_lent(const distc__dec *d, const msgpack_object_ext *x,
     return distc__seterr(DISTC_ENOMEM, "out of memory decoding an array of "
                          "%zu bytes", bytes);
   size_t done = 0;
+  uint64_t t0 = distc__tracing() ? distc__trace_now() : 0;
   while (done < bytes) {
     struct iovec local = {(char *)v->u.a.data + done, bytes - done};
     struct iovec remote = {(void *)(uintptr_t)(addr + done), bytes - done};
@@ -606,6 +608,11 @@ static int dec_lent(const distc__dec *d, const msgpack_object_ext *x,
     }
     done += (size_t)r;
   }
+  if (d->copied)
+    *d->copied += bytes;
+  if (distc__tracing())
+    distc__trace_span("transfer", "copy out of the worker", t0,
+                      "\"bytes\":%zu,\"os_pid\":%d", bytes, d->lender);
   *out = v;
   return 0;
 }

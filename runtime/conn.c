@@ -18,6 +18,8 @@
 #include "internal.h"
 
 #define STAGE_SIZE 65536
+/* Frames from this size on get a "send" span when tracing. */
+#define TRACE_SEND_MIN ((size_t)1 << 20)
 
 size_t distc__max_frame(void) {
   static size_t limit;
@@ -159,6 +161,9 @@ int distc__conn_send(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
   if (iovcnt > 0)
     memcpy(v + 1, iov, sizeof *iov * (size_t)iovcnt);
   int n = iovcnt + 1, first = 0, rc = 0;
+  /* Large frames are transfers worth seeing on the timeline. */
+  uint64_t t0 = distc__tracing() && total >= TRACE_SEND_MIN
+                    ? distc__trace_now() : 0;
 
   pthread_mutex_lock(&c->wlock);
   while (first < n) {
@@ -189,6 +194,11 @@ int distc__conn_send(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
     free(v);
   if (rc)
     distc__seterr(rc, "process %d exited (connection lost)", c->id);
+  else
+    distc__stat_add(&c->st.bytes_out, total + DISTC__HDR_LEN);
+  if (t0)
+    distc__trace_span("transfer", "send", t0, "\"to\":%d,\"bytes\":%zu",
+                      c->id, total);
   return rc;
 }
 
@@ -301,6 +311,7 @@ int distc__conn_read_frame(distc__conn *c, distc__frame *f) {
   *f = c->partial;
   c->partial.payload = NULL;
   c->have_hdr = false;
+  distc__stat_add(&c->st.bytes_in, (uint64_t)f->h.len + DISTC__HDR_LEN);
   return 1;
 }
 
@@ -346,6 +357,7 @@ int distc__pending_put(distc__conn *c, distc_future *f) {
   p->vals[i] = f;
   p->n++;
   atomic_fetch_add(&f->refs, 1);
+  distc__stats_call_start(&c->st);
 unlock:
   pthread_mutex_unlock(&c->plock);
   return rc;
@@ -383,6 +395,7 @@ distc_future *distc__pending_take(distc__conn *c, uint64_t id) {
       f = p->vals[i];
       erase(p, i);
       p->n--;
+      distc__stats_call_end(&c->st);
     }
   }
   pthread_mutex_unlock(&c->plock);
@@ -399,6 +412,7 @@ void distc__conn_fail_pending(distc__conn *c) {
         f = p->vals[i];
         erase(p, i);
         p->n--;
+        distc__stats_call_end(&c->st);
       }
     }
     pthread_mutex_unlock(&c->plock);

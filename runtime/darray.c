@@ -773,6 +773,8 @@ static void release_everywhere(const dlayout *l, uint64_t id) {
 
 int distc_darray_new(distc_dtype t, int ndim, const size_t *dims,
                      const distc_darray_opts *o, distc_value **out) {
+  if (out)
+    *out = NULL;
   int rc;
   if (!out)
     return distc__seterr(DISTC_EINVAL, "distc_darray_new: NULL out");
@@ -808,6 +810,8 @@ int distc_darray_new(distc_dtype t, int ndim, const size_t *dims,
 
 int distc_darray_distribute(const distc_value *a, const distc_darray_opts *o,
                             distc_value **out) {
+  if (out)
+    *out = NULL;
   int rc;
   if (!out)
     return distc__seterr(DISTC_EINVAL, "distc_darray_distribute: NULL out");
@@ -871,6 +875,8 @@ int distc_darray_distribute(const distc_value *a, const distc_darray_opts *o,
 }
 
 int distc_darray_gather(const distc_value *d, distc_value **out) {
+  if (out)
+    *out = NULL;
   int rc;
   dlayout *l = as_darray(d);
   if (!out)
@@ -917,6 +923,8 @@ fail:
 
 int distc_darray_map(const distc_value *d, const char *fn,
                      const distc_value *args, distc_value **out) {
+  if (out)
+    *out = NULL;
   int rc;
   dlayout *l = as_darray(d);
   if (!out)
@@ -1025,6 +1033,8 @@ done:
 
 int distc_darray_reduce(const distc_value *d, const char *fn, distc_op op,
                         distc_value **out) {
+  if (out)
+    *out = NULL;
   int rc;
   dlayout *l = as_darray(d);
   if (!out)
@@ -1128,6 +1138,8 @@ int distc_darray_procs(const distc_value *d, int *ids, int max) {
 }
 
 int distc_darray_localpart(const distc_value *d, distc_value **out) {
+  if (out)
+    *out = NULL;
   dlayout *l = as_darray(d);
   if (!out)
     return distc__seterr(DISTC_EINVAL, "distc_darray_localpart: NULL out");

@@ -11,6 +11,8 @@
 
 #include "common.h"
 #include "manager.h"
+#include "stats.h"
+#include "trace.h"
 #include "value.h"
 
 /* ---- frames ----
@@ -65,6 +67,10 @@ struct distc_future {
   /* optional completion hook, under mu (see distc__future_on_done) */
   void (*notify)(distc_future *f, void *arg);
   void *notify_arg;
+  /* tracing only (trace.h): when the call was sent, its size, its name */
+  uint64_t trace_t0;
+  size_t trace_out;
+  char *trace_fn;
 };
 
 /* ---- connections ---- */
@@ -108,6 +114,8 @@ typedef struct distc__conn {
   void *epdata;
   pthread_mutex_t qlock;
   int spinners;
+
+  distc__peer_stats st; /* distc_stats */
 } distc__conn;
 
 /* conn.c */

@@ -24,7 +24,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "exec_diag.h"
 #include "internal.h"
+#include "launch_progress.h"
 
 #define HANDSHAKE_TIMEOUT_MS 10000
 #define HELLO_MAX 4096 /* a HELLO frame is ~100 bytes */
@@ -729,10 +731,12 @@ static void report(const char *word, const char *msg) {
 static int await_workers(int first, int n, double deadline,
                          bool (*alive)(void *), void *arg) {
   distc__cluster *C = &distc__C;
-  int rc = 0;
+  int rc = 0, joined = 0;
+  distc__launch_progress lp;
+  distc__launch_progress_start(&lp, n);
   pthread_mutex_lock(&C->lock);
   for (;;) {
-    int joined = 0;
+    joined = 0;
     for (int i = first; i < first + n; i++) {
       int id = DISTC_INDEX_TO_ID(i);
       joined += id < C->conncap && C->conns[id] != NULL;
@@ -754,6 +758,7 @@ static int await_workers(int first, int n, double deadline,
       break;
     }
     pthread_mutex_unlock(&C->lock);
+    distc__launch_progress_update(&lp, joined, n);
     bool gone = alive && !alive(arg);
     pthread_mutex_lock(&C->lock);
     if (gone) {
@@ -773,6 +778,7 @@ static int await_workers(int first, int n, double deadline,
     pthread_cond_timedwait(&C->changed, &C->lock, &ts);
   }
   pthread_mutex_unlock(&C->lock);
+  distc__launch_progress_end(&lp, joined, n);
   return rc;
 }
 
@@ -879,18 +885,20 @@ typedef struct batch {
   distc_manager *m;
   int first, n;
   int exited_early;
+  int early_status; /* of the last one that exited early */
 } batch;
 
 static void note_exit(void *arg, int index, pid_t pid, int status) {
   (void)pid;
-  (void)status;
   batch *b = arg;
   int id = DISTC_INDEX_TO_ID(index);
   distc__cluster *C = &distc__C;
   pthread_mutex_lock(&C->lock);
   /* One that joined and left since is not an early exit. */
-  if (id >= C->conncap || !C->conns[id])
+  if (id >= C->conncap || !C->conns[id]) {
     b->exited_early++;
+    b->early_status = status;
+  }
   pthread_mutex_unlock(&C->lock);
 }
 
@@ -997,10 +1005,18 @@ int distc_addprocs(const distc_addprocs_opts *o, int *ids) {
   m = &C->managers[C->nmanagers - 1];
 
   count = started; /* the indices after them are never used */
-  batch b = {m, first, count, 0};
+  batch b = {m, first, count, 0, 0};
   rc = await_workers(first, count, distc__now() + timeout * 1e9,
                      batch_alive, &b);
   if (rc < 0) {
+    /* A local worker the dynamic loader could not start: say why. */
+    if (b.exited_early && !m->ops->remote && WIFEXITED(b.early_status) &&
+        WEXITSTATUS(b.early_status) == DISTC_EXIT_NOT_STARTED) {
+      char why[1024];
+      distc__exec_diagnose(exename, why, sizeof why);
+      distc__seterr(rc, "a worker exited with status 127 before connecting "
+                        "to the master: %s", why);
+    }
     char *msg = strdup(distc_errmsg());
     int *joined = calloc((size_t)count + 1, sizeof *joined), k = 0;
     for (int i = 0; joined && i < count; i++) {

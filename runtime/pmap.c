@@ -739,6 +739,8 @@ static void close_map(map *m) {
 
 int distc_pmap(const char *fn, const distc_value *inputs,
                const distc_pmap_opts *opts, distc_value **results) {
+  if (results)
+    *results = NULL;
   distc__cluster *C = &distc__C;
   distc_pmap_opts none = {0};
   const distc_pmap_opts *o = opts ? opts : &none;

@@ -79,6 +79,8 @@ static int cmp_int(const void *a, const void *b) {
 }
 
 int distc_pool_new(const int *ids, int n, distc_pool **out) {
+  if (out)
+    *out = NULL;
   if (!out || !ids || n < 1)
     return distc__seterr(DISTC_EINVAL, "distc_pool_new wants at least one "
                                        "process id and somewhere to put the "
@@ -210,6 +212,8 @@ static int check_pool(distc_pool *p, const char *what) {
 
 int distc_remotecall_pool(distc_pool *p, const char *fn,
                           const distc_value *args, distc_future **out) {
+  if (out)
+    *out = NULL;
   int rc, id;
   if ((rc = check_pool(p, "distc_remotecall_pool")) < 0)
     return rc;
@@ -246,6 +250,8 @@ int distc_remotecall_pool(distc_pool *p, const char *fn,
 
 int distc_remotecall_fetch_pool(distc_pool *p, const char *fn,
                                 const distc_value *args, distc_value **result) {
+  if (result)
+    *result = NULL;
   int rc, id;
   if ((rc = check_pool(p, "distc_remotecall_fetch_pool")) < 0)
     return rc;

@@ -224,12 +224,16 @@ free:
 
 int distc_reduce(const char *fn, int64_t lo, int64_t hi, distc_op op,
                  const distc_value *arg, distc_value **result) {
+  if (result)
+    *result = NULL;
   return reduce(fn, lo, hi, op, NULL, arg, result);
 }
 
 int distc_reduce_with(const char *fn, int64_t lo, int64_t hi,
                       const char *reducer, const distc_value *arg,
                       distc_value **result) {
+  if (result)
+    *result = NULL;
   if (!reducer)
     return distc__seterr(DISTC_EINVAL, "distc_reduce_with: no reducer name "
                                        "given");
@@ -281,6 +285,8 @@ static void chunk_done(distc_future *f, void *arg) {
 
 int distc_distributed_for_async(const char *fn, int64_t lo, int64_t hi,
                                 const distc_value *arg, distc_future **out) {
+  if (out)
+    *out = NULL;
   int rc = check_loop("distc_distributed_for_async", fn);
   if (rc < 0)
     return rc;

@@ -474,6 +474,8 @@ nomem:
 
 int distc_shared_new(distc_dtype t, int ndim, const size_t *dims,
                      const distc_shared_opts *o, distc_value **out) {
+  if (out)
+    *out = NULL;
   distc__cluster *C = &distc__C;
   int rc;
   if (!out)

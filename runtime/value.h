@@ -142,6 +142,7 @@ typedef struct distc__dec {
   uint64_t *seglen;
   msgpack_unpacked up; /* the unpacked msgpack part */
   int lender;          /* pid whose lent arrays may be read, 0: none */
+  size_t *copied;      /* if set, gets the bytes read out of the lender */
 } distc__dec;
 
 int distc__dec_open(distc__dec *d, const char *payload, size_t len);

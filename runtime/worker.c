@@ -303,6 +303,7 @@ int distc__worker_main(void) {
   /* The same-host socket when it is reachable (same host and network
    * namespace), TCP otherwise. */
   int fd = local ? distc__local_dial(local) : -1;
+  bool via_local = fd >= 0;
   /* Nothing of ours may leak into programs this worker starts: they would
    * think they are workers too. */
   const char *ours[] = {DISTC_ENV_ROLE, DISTC_ENV_MASTER, DISTC_ENV_SECRET_FD,
@@ -313,9 +314,17 @@ int distc__worker_main(void) {
 
   if (fd < 0)
     fd = dial(master_addr, deadline);
+  uint64_t t_conn = distc__tracing() ? distc__trace_now() : 0;
   int id;
   bool cma = false;
   handshake(fd, secret, index, deadline, &id, &cma);
+  if (distc__tracing()) {
+    distc__trace_span_at("launch", "connect", distc__trace_t_init, t_conn,
+                         "\"index\":%d,\"same_host_socket\":%s", index,
+                         via_local ? "true" : "false");
+    distc__trace_span("launch", "handshake", t_conn, "\"cma\":%s",
+                      cma ? "true" : "false");
+  }
   memset(secret, 0, sizeof secret);
   free(master_addr);
 
@@ -323,6 +332,8 @@ int distc__worker_main(void) {
   C->is_master = false;
   C->initialised = true;
   distc__log_setid(id);
+  if (distc__tracing())
+    distc__trace_name_track();
   C->master = distc__conn_new(fd);
   if (!C->master)
     die("out of memory");

@@ -11,6 +11,10 @@
  * of the last failure in the calling thread ("On worker 3: ...").
  * Values are reference counted: every function that returns a distc_value *
  * hands the caller one reference, released with distc_value_free().
+ * One rule for results: a call that hands back a value, future, pool or
+ * handle through an out-pointer (distc_fetch, distc_remotecall_fetch,
+ * distc_pmap, ...) sets it on success and sets it to NULL on failure, so
+ * freeing it afterwards is always safe.
  */
 #ifndef DISTC_H
 #define DISTC_H
@@ -96,7 +100,8 @@ DISTC_API int distc_workers(int *ids, int max);
 /* ---- adding and removing workers ---------------------------------------- */
 
 typedef struct distc_addprocs_opts {
-  int count;               /* workers to add, >= 1 */
+  int count;               /* workers to add, >= 1; 0: every slot of the
+                              hosts the manager's resources name */
   const char *manager;     /* NULL: chosen as distc-launch chooses */
   const char *dir;         /* working directory; NULL: the master's */
   const char *exename;     /* executable; NULL: the master's own */
@@ -125,6 +130,30 @@ DISTC_API int distc_addprocs(const distc_addprocs_opts *opts, int *ids);
  * removed id is out of distc_workers() and of every pool.  Their ids are
  * never reused. */
 DISTC_API int distc_rmprocs(const int *ids, int n);
+
+/* ---- statistics --------------------------------------------------------- */
+
+/* This process's traffic with one peer since it joined (distc-launch
+ * --stats prints the master's for every worker at exit). */
+typedef struct distc_peer_stats {
+  uint64_t calls_sent;     /* calls this process sent to the peer */
+  uint64_t calls_received; /* calls the peer sent to this process */
+  uint64_t bytes_sent;     /* written to the peer's connection (frames) */
+  uint64_t bytes_received; /* read from the peer's connection (frames) */
+  /* Array bytes copied straight out of the peer's memory (a worker on the
+   * master's host; process_vm_readv), which bytes_received leaves out. */
+  uint64_t bytes_copied;
+  /* Seconds during which at least one call of this process was running on
+   * the peer (or waiting for its answer). */
+  double busy_s;
+} distc_peer_stats;
+
+/* Fills *s with this process's counters for process pid: a worker (on the
+ * master), the master (on a worker), or distc_myid() for the sums over
+ * every peer.  Reads local counters only: sends nothing, never blocks.
+ * 0, DISTC_EINVAL (s NULL), DISTC_ENOENT (pid is no live peer) or
+ * DISTC_ESTATE; *s is zeroed on failure. */
+DISTC_API int distc_stats(int pid, distc_peer_stats *s);
 
 /* ---- values ------------------------------------------------------------ */
 
