@@ -109,7 +109,7 @@ static void usage_option(FILE *f, const distc__option *o) {
   int n = fprintf(f, "      --%s%s%s", o->name, o->arg ? " " : "",
                   o->arg ? o->arg : "");
   const char *h = o->help ? o->help : "";
-  if (n >= HELP_COL - 1) {
+  if (n >= HELP_COL) {
     fputs("  ", f);
   } else {
     fprintf(f, "%*s", HELP_COL - n, "");
