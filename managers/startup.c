@@ -102,9 +102,9 @@ int distc__startup_plan(distc__startup *st) {
   }
   if (st->limit > 0 && st->count < st->limit) {
     rc = distc__seterr(DISTC_EINVAL,
-                       "%d workers wanted but the hosts give %d slots; give "
-                       "count 0 for all of them",
-                       st->limit, st->count);
+                       "%s wants %d workers but the hosts give %d slots; "
+                       "give count 0 for all of them",
+                       st->who ? st->who : "distc", st->limit, st->count);
     goto free_hosts;
   }
 
