@@ -626,31 +626,55 @@ static void release_task(task *t) {
   free(t);
 }
 
+/* The members of the map's pool, or every worker: both report how many
+ * there are, so the list grows until it holds them all (workers may join
+ * in between). */
+static int list_ids(const map *m, int **ids) {
+  int cap = 64;
+  for (;;) {
+    int *p = malloc((size_t)cap * sizeof *p);
+    if (p == NULL)
+      return distc__seterr(DISTC_ENOMEM, "out of memory");
+    int n = m->o.pool ? distc_pool_members(m->o.pool, p, cap)
+                      : distc_workers(p, cap);
+    if (n <= cap) {
+      *ids = p;
+      return n;
+    }
+    free(p);
+    cap = n;
+  }
+}
+
 /* Picks the participating processes. */
 static int open_slots(map *m) {
-  int ids[4096], n;
+  int *ids = NULL, n;
   if (m->o.local || !distc__C.is_master) {
-    ids[0] = distc__C.myid;
     n = 1;
-  } else if (m->o.pool) {
-    n = distc_pool_members(m->o.pool, ids, (int)DISTC__ARRAY_LEN(ids));
-    if (n == 0)
+    if ((ids = malloc(sizeof *ids)) == NULL)
+      return distc__seterr(DISTC_ENOMEM, "out of memory");
+    ids[0] = distc__C.myid;
+  } else {
+    if ((n = list_ids(m, &ids)) < 0)
+      return n;
+    if (n == 0 && m->o.pool) {
+      free(ids);
       return distc__seterr(DISTC_ENOENT, "pmap: the pool has no live member "
                                          "left (its workers exited)");
-  } else {
-    n = distc_workers(ids, (int)DISTC__ARRAY_LEN(ids));
+    }
   }
-  if (n > (int)DISTC__ARRAY_LEN(ids))
-    n = (int)DISTC__ARRAY_LEN(ids);
   m->slots = calloc((size_t)n, sizeof *m->slots);
   m->plan = calloc((size_t)n * MAX_DEPTH, sizeof *m->plan);
-  if (!m->slots || !m->plan)
+  if (!m->slots || !m->plan) {
+    free(ids);
     return distc__seterr(DISTC_ENOMEM, "out of memory");
+  }
   for (int i = 0; i < n; i++) {
     m->slots[i].pid = ids[i];
     if (ids[i] != distc__C.myid)
       m->slots[i].conn = distc__conn_get(ids[i]);
   }
+  free(ids);
   m->nslots = m->nlive = n;
   m->rr = n ? atomic_load(&next_rr) % n : 0;
   return 0;
