@@ -24,6 +24,7 @@ enum opt_id {
   OPT_EXENAME,
   OPT_ENV,
   OPT_TIMEOUT,
+  OPT_HEARTBEAT,
   OPT_MANAGER,
   OPT_BIND,
   OPT_BLAS,
@@ -48,6 +49,7 @@ static const opt_def opt_defs[] = {
     {"exename", 0, true, OPT_EXENAME},
     {"env", 0, true, OPT_ENV},
     {"timeout", 0, true, OPT_TIMEOUT},
+    {"heartbeat", 0, true, OPT_HEARTBEAT},
     {"manager", 0, true, OPT_MANAGER},
     {"bind", 0, false, OPT_BIND},
     {"blas-threads", 0, true, OPT_BLAS},
@@ -83,6 +85,9 @@ static const char usage_text[] =
     "                       (repeatable)\n"
     "      --timeout S      seconds to wait for the workers to connect\n"
     "                       (default 60, decimals allowed)\n"
+    "      --heartbeat S    seconds between heartbeats on idle links; a\n"
+    "                       worker silent for 10 of them is lost (default\n"
+    "                       1; 0: off; sets DISTC_HEARTBEAT_S)\n"
     "      --manager NAME   cluster manager (known: local, ssh); default:\n"
     "                       implied by the options below, else\n"
     "                       $DISTC_MANAGER, else detected, else local\n"
@@ -161,6 +166,28 @@ static int parse_timeout(const char *v, distc__launch_opts *o) {
                          "e.g. --timeout 120 or --timeout 2.5",
                          v);
   o->timeout_s = t;
+  return 0;
+}
+
+/* The master reads it (and gives it to the workers as they join), so it
+ * travels as an environment entry like --env's. */
+static int parse_heartbeat(const char *v, distc__launch_opts *o) {
+  static char entry[64];
+  char *end;
+  errno = 0;
+  double t = strtod(v, &end);
+  if (v[0] == '\0' || *end != '\0' || errno != 0 || !isfinite(t) || t < 0 ||
+      t > 86400)
+    return distc__seterr(DISTC_EINVAL,
+                         "--heartbeat wants seconds between heartbeats "
+                         "(0 to 86400, 0 turns them off), got '%s'; e.g. "
+                         "--heartbeat 5",
+                         v);
+  size_t n = 0;
+  while (o->env[n] != NULL && o->env[n] != entry)
+    n++;
+  snprintf(entry, sizeof entry, "DISTC_HEARTBEAT_S=%g", t);
+  o->env[n] = entry; /* a second --heartbeat replaces the first */
   return 0;
 }
 
@@ -317,6 +344,8 @@ static int apply(const opt_def *d, const char *v, distc__launch_opts *o,
   }
   case OPT_TIMEOUT:
     return parse_timeout(v, o);
+  case OPT_HEARTBEAT:
+    return parse_heartbeat(v, o);
   case OPT_MANAGER:
     if (v[0] == '\0')
       return distc__seterr(DISTC_EINVAL,

@@ -29,7 +29,8 @@ enum {
   DISTC__F_WELCOME,     /* master -> worker: [id, [worker ids], cma] */
   DISTC__F_REFUSE,      /* master -> worker: [message] */
   DISTC__F_RELEASE,     /* master -> worker: done reading call id's lent arrays */
-  DISTC__F_LAST = DISTC__F_RELEASE
+  DISTC__F_PING,        /* either way: a heartbeat on an idle link, no reply */
+  DISTC__F_LAST = DISTC__F_PING
 };
 #define DISTC__F_NORESULT 1 /* CALL flag: remote_do, send nothing back */
 #define DISTC__F_WHERE 2    /* ERROR flag: the message names the process */
@@ -108,6 +109,22 @@ typedef struct distc__conn {
   void *epdata;
   pthread_mutex_t qlock;
   int spinners;
+  bool want_out;         /* under qlock: EPOLLOUT asked for (queue not empty) */
+
+  /* The send queue (under wlock): bytes of whole frames the socket would
+   * not take yet, written by the I/O thread when it becomes writable.  Only
+   * connections the master's I/O thread watches (epfd >= 0) have one. */
+  char *sq;
+  size_t sq_off, sq_len, sq_cap;
+  pthread_cond_t wcond;  /* the queue shrank, or the peer is gone */
+
+  /* Liveness (liveness.c): counters bumped on the hot paths, read by the
+   * checker, which keeps its own snapshot and clock. */
+  atomic_uint_fast64_t tx_frames; /* frames written (under wlock) */
+  atomic_uint_fast64_t rx_bytes;  /* bytes read (by the reader) */
+  uint64_t seen_tx, seen_rx;      /* checker's snapshot */
+  double rx_at;                   /* checker: when rx_bytes last moved */
+  char why[256];                  /* set before the loss: why it was lost */
 } distc__conn;
 
 /* conn.c */
@@ -117,6 +134,22 @@ void distc__conn_unref(distc__conn *c);
  * (DISTC_EPROCEXIT once the peer is gone).  Never raises SIGPIPE. */
 int distc__conn_send(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
                      const struct iovec *iov, int iovcnt);
+/* As distc__conn_send, but never waits for room: what the socket does not
+ * take is queued whatever the high-water mark (for small frames that must
+ * not block their sender: EXIT, RELEASE, PING, anything the master's I/O
+ * thread sends).  On a connection without a queue, gives up with DISTC_EIO
+ * when the socket is full (the frame may then be cut: only for sockets
+ * about to be closed). */
+int distc__conn_send_nowait(distc__conn *c, uint8_t type, uint8_t flags,
+                            uint64_t id, const struct iovec *iov, int iovcnt);
+/* Master I/O thread: writes what the queue holds; < 0 when the connection
+ * broke. */
+int distc__conn_flush(distc__conn *c);
+/* Wakes every sender waiting for room on c (it is dead now). */
+void distc__conn_wake_senders(distc__conn *c);
+/* Marks the current thread as the master's I/O thread, whose sends never
+ * wait (see distc__conn_send_nowait). */
+void distc__conn_set_io_thread(void);
 /* Reads one whole frame if one is available without blocking: returns 1 and
  * fills *f, 0 when none is complete yet, or a negative code when the
  * connection is closed, broken or sent a malformed header.  Caller holds
@@ -140,6 +173,29 @@ int distc__set_nonblock(int fd, bool on);
 /* Pack helpers for frames made of one encoder. */
 int distc__send_encoded(distc__conn *c, uint8_t type, uint8_t flags,
                         uint64_t id, distc__enc *e);
+
+/* ---- liveness (liveness.c) ----
+ * Each side sends a PING on a link it has written nothing on for one
+ * interval; a peer whose link has carried no byte for misses intervals is
+ * lost.  The worker's heartbeats come from its I/O thread, so a worker busy
+ * in a long call stays alive. */
+typedef struct distc__liveness {
+  double interval_ns; /* 0: heartbeats off */
+  int misses;
+} distc__liveness;
+/* $DISTC_HEARTBEAT_S and $DISTC_HEARTBEAT_MISSES, or the defaults. */
+const distc__liveness *distc__liveness_get(void);
+/* Worker: takes the master's settings from its WELCOME. */
+void distc__liveness_set(double interval_ns, int misses);
+#define DISTC__HEARTBEAT_S_DEFAULT 1.0
+#define DISTC__HEARTBEAT_MISSES_DEFAULT 10
+/* Checker (called every interval / 4 or so): returns how many ns the peer
+ * has been silent past the deadline's start, or 0 when it is alive.  Bytes
+ * waiting unread in the socket count as life: the checker may run late. */
+double distc__conn_silent(distc__conn *c, double now);
+/* Sends a PING on c if nothing was written since the last call; never
+ * waits. */
+void distc__conn_heartbeat(distc__conn *c);
 
 /* ---- authentication (auth.c) ---- */
 #define DISTC__NONCE_LEN 32
@@ -283,6 +339,11 @@ int distc__worker_main(void); /* never returns */
 /* Worker: reads one frame from the master and handles it (running a call
  * inline).  1: handled one, 0: none available, < 0: connection gone. */
 int distc__worker_pump_once(distc__conn *c);
+/* Worker: exits, as an orphan, when the master has been silent past the
+ * liveness deadline. */
+void distc__worker_check_master(distc__conn *c);
+/* Worker: how long to poll the master's socket between such checks. */
+int distc__worker_poll_ms(void);
 /* Master: queue a worker's CALL for the service thread. */
 void distc__service_enqueue(distc__conn *c, distc__frame *f);
 /* Master: runs fn(arg) on the service thread, after the jobs queued before

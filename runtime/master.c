@@ -60,6 +60,8 @@ static bool stopping;
  * (distc__conn_quiet) without calling into libuv from another thread. */
 static int conn_epfd = -1;
 static uv_poll_t conn_poll;
+/* The liveness checker: heartbeats and silence deadlines (liveness.c). */
+static uv_timer_t live_timer;
 
 /* ---- membership ---- */
 
@@ -100,6 +102,7 @@ void distc__worker_lost(distc__conn *c) {
   /* lost and the membership change together, under the lock: whoever sees
    * lost (distc_rmprocs) and then asks for the workers must not still find
    * this one among them. */
+  distc__conn_wake_senders(c);
   pthread_mutex_lock(&C->lock);
   if (atomic_exchange(&c->lost, true)) {
     pthread_mutex_unlock(&C->lock);
@@ -121,7 +124,9 @@ void distc__worker_lost(distc__conn *c) {
   distc__conn_fail_pending(c);
   if (owned)
     distc__conn_unref(c); /* the table's reference */
-  if (!stopping)
+  if (c->why[0])
+    distc__log(DISTC__LOG_WARN, "worker %d: %s", c->id, c->why);
+  else if (!stopping)
     distc__log(DISTC__LOG_INFO, "worker %d (pid %d on %s) left", c->id,
                (int)c->ospid, c->host);
 }
@@ -140,6 +145,8 @@ static void dispatch(distc__conn *c, distc__frame *f) {
   case DISTC__F_CALL:
     distc__service_enqueue(c, f);
     return; /* the job owns the payload now */
+  case DISTC__F_PING:
+    break; /* its bytes already counted as life */
   default:
     distc__log(DISTC__LOG_WARN, "worker %d sent an unexpected frame (type %u)",
                c->id, f->h.type);
@@ -199,11 +206,62 @@ static void on_workers_io(uv_poll_t *h, int status, int events) {
   int n = epoll_wait(conn_epfd, ev, 64, 0);
   for (int i = 0; i < n; i++) {
     peer *p = ev[i].data.ptr;
-    if (!p->closing && distc__master_pump(p->conn, true) < 0) {
+    if (!p->closing && (ev[i].events & EPOLLOUT) &&
+        distc__conn_flush(p->conn) < 0) {
+      distc__worker_lost(p->conn);
+      peer_close(p);
+    }
+    if (!p->closing && (ev[i].events & ~EPOLLOUT) &&
+        distc__master_pump(p->conn, true) < 0) {
       distc__worker_lost(p->conn);
       peer_close(p);
     }
   }
+}
+
+static bool same_host(const distc__conn *c) {
+  char host[64] = "";
+  gethostname(host, sizeof host - 1);
+  return strcmp(host, c->host) == 0 && c->ospid > 0;
+}
+
+/* A worker silent past its deadline is lost as if it had exited: its calls
+ * fail, pmap and pools move on, and it is killed so it cannot come back
+ * half-way through (one on another host sees its connection shut and exits
+ * when it runs again). */
+static void unresponsive(distc__conn *c, double silent_ns) {
+  bool killed = same_host(c) && kill(c->ospid, SIGKILL) == 0;
+  snprintf(c->why, sizeof c->why,
+           "unresponsive for %.1f s (pid %d on %s): treated as exited%s; "
+           "raise --heartbeat / DISTC_HEARTBEAT_S if it was only slow",
+           silent_ns / 1e9, (int)c->ospid, c->host,
+           killed ? " and killed" : "");
+  distc__worker_lost(c);
+  peer_close(c->epdata);
+}
+
+static void on_live_timer(uv_timer_t *t) {
+  (void)t;
+  distc__cluster *C = &distc__C;
+  double now = distc__now();
+  pthread_mutex_lock(&C->lock);
+  int n = C->nids;
+  distc__conn **cs = malloc(sizeof *cs * (size_t)(n ? n : 1));
+  for (int i = 0; cs && i < n; i++) {
+    cs[i] = C->conns[C->ids[i]];
+    atomic_fetch_add(&cs[i]->refs, 1);
+  }
+  pthread_mutex_unlock(&C->lock);
+  for (int i = 0; cs && i < n; i++) {
+    distc__conn *c = cs[i];
+    double silent = atomic_load(&c->lost) ? 0 : distc__conn_silent(c, now);
+    if (silent > 0)
+      unresponsive(c, silent);
+    else if (!atomic_load(&c->dead))
+      distc__conn_heartbeat(c);
+    distc__conn_unref(c);
+  }
+  free(cs);
 }
 
 /* ---- the handshake, master half ---- */
@@ -308,11 +366,12 @@ static void admit(peer *p, uint32_t len) {
   p->conn = c;
   p->fd = -1; /* the connection owns it now */
 
-  /* WELCOME [id, [ids], cma] — sent before the worker becomes visible, so no
-   * call can overtake it. */
+  /* WELCOME [id, [ids], cma, heartbeat s, misses] — sent before the worker
+   * becomes visible, so no call can overtake it.  The worker takes our
+   * liveness settings, so both ends agree on the deadline. */
   distc__enc e;
   distc__enc_init(&e);
-  msgpack_pack_array(&e.pk, 3);
+  msgpack_pack_array(&e.pk, 5);
   msgpack_pack_int(&e.pk, id);
   msgpack_pack_array(&e.pk, (size_t)C->nids + 1);
   int k = 0;
@@ -325,6 +384,8 @@ static void admit(peer *p, uint32_t len) {
     msgpack_pack_true(&e.pk);
   else
     msgpack_pack_false(&e.pk);
+  msgpack_pack_double(&e.pk, distc__liveness_get()->interval_ns / 1e9);
+  msgpack_pack_int(&e.pk, distc__liveness_get()->misses);
   int rc = distc__send_encoded(c, DISTC__F_WELCOME, 0, 0, &e);
   distc__enc_destroy(&e);
   if (rc < 0) {
@@ -485,6 +546,7 @@ static void on_wake(uv_async_t *a) {
 
 static void io_main(void *arg) {
   (void)arg;
+  distc__conn_set_io_thread();
   uv_run(&distc__C.loop, UV_RUN_DEFAULT);
 }
 
@@ -840,11 +902,20 @@ int distc__master_init(void) {
       uv_poll_start(&C->listen_poll, UV_READABLE, on_listen) ||
       uv_poll_init(&C->loop, &conn_poll, conn_epfd) ||
       uv_poll_start(&conn_poll, UV_READABLE, on_workers_io) ||
+      uv_timer_init(&C->loop, &live_timer) ||
       (C->local_fd >= 0 &&
        (uv_poll_init(&C->loop, &C->local_poll, C->local_fd) ||
         uv_poll_start(&C->local_poll, UV_READABLE, on_listen)))) {
     rc = distc__seterr(DISTC_EIO, "cannot set up the event loop");
     goto fail;
+  }
+  live_timer.data = NULL; /* not a peer's (close_walk) */
+  double beat = distc__liveness_get()->interval_ns / 1e6;
+  if (beat > 0) {
+    /* Four looks per interval: a silent peer is lost within a quarter
+     * interval of its deadline. */
+    uint64_t every = beat / 4 < 5 ? 5 : (uint64_t)(beat / 4);
+    uv_timer_start(&live_timer, on_live_timer, every, every);
   }
   if (uv_thread_create(&C->io_thread, io_main, NULL) != 0) {
     rc = distc__seterr(DISTC_EIO, "cannot start the I/O thread");
@@ -1045,16 +1116,18 @@ static int remove_workers(const int *ids, int n) {
   if (!cs)
     return distc__seterr(DISTC_ENOMEM, "out of memory");
   int rc = 0;
+  /* The grace period starts before anything is sent, and EXIT is queued,
+   * never waited on: a stopped worker with a full socket cannot hold us. */
+  double deadline = distc__now() + RMPROCS_GRACE_S * 1e9;
   for (int i = 0; i < n; i++) {
     cs[i] = distc__conn_get(ids[i]);
     if (!cs[i] && ids[i] != DISTC_MASTER && !rc)
       rc = distc__seterr(DISTC_ENOENT, "there is no worker %d to remove",
                          ids[i]);
     if (cs[i])
-      distc__conn_send(cs[i], DISTC__F_EXIT, 0, 0, NULL, 0);
+      distc__conn_send_nowait(cs[i], DISTC__F_EXIT, 0, 0, NULL, 0);
   }
   /* Wait for each to hang up; the I/O thread notices. */
-  double deadline = distc__now() + RMPROCS_GRACE_S * 1e9;
   for (int i = 0; i < n; i++) {
     while (cs[i] && !atomic_load(&cs[i]->lost) && distc__now() < deadline) {
       pthread_mutex_lock(&C->lock);

@@ -240,11 +240,15 @@ static void handshake(int fd, const unsigned char *secret, int index,
   const msgpack_object *f0 = &root->via.array.ptr[0];
   if (hdr[4] == DISTC__F_REFUSE && f0->type == MSGPACK_OBJECT_STR)
     die("refused by the master: %.*s", (int)f0->via.str.size, f0->via.str.ptr);
+  const msgpack_object *w = root->via.array.ptr;
   if (hdr[4] != DISTC__F_WELCOME || f0->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
-      root->via.array.size != 3 ||
-      root->via.array.ptr[1].type != MSGPACK_OBJECT_ARRAY ||
-      root->via.array.ptr[2].type != MSGPACK_OBJECT_BOOLEAN)
+      root->via.array.size != 5 || w[1].type != MSGPACK_OBJECT_ARRAY ||
+      w[2].type != MSGPACK_OBJECT_BOOLEAN ||
+      w[3].type != MSGPACK_OBJECT_FLOAT64 ||
+      w[4].type != MSGPACK_OBJECT_POSITIVE_INTEGER || !(w[3].via.f64 >= 0) ||
+      w[4].via.u64 < 1 || w[4].via.u64 > 1000000)
     die("the master sent a malformed welcome");
+  distc__liveness_set(w[3].via.f64 * 1e9, (int)w[4].via.u64);
   *id = (int)f0->via.u64;
   *cma = root->via.array.ptr[2].via.boolean;
   /* The membership as of our joining: what distc_workers() says here. */
@@ -274,9 +278,34 @@ static void on_hangup(uv_poll_t *h, int status, int events) {
   _exit(1);
 }
 
+/* The worker's heartbeat comes from this thread, not from the main one, so
+ * a worker busy in a long call is still heard from. */
+static void on_beat(uv_timer_t *t) {
+  (void)t;
+  distc__conn_heartbeat(distc__C.master);
+}
+
 static void io_main(void *arg) {
   (void)arg;
   uv_run(&wloop, UV_RUN_DEFAULT);
+}
+
+void distc__worker_check_master(distc__conn *c) {
+  double silent = distc__conn_silent(c, distc__now());
+  if (silent <= 0)
+    return;
+  distc__log(DISTC__LOG_ERROR, "the master has been unresponsive for %.1f s; "
+             "exiting (raise --heartbeat / DISTC_HEARTBEAT_S if it was only "
+             "slow)", silent / 1e9);
+  distc__shared_orphaned();
+  _exit(1);
+}
+
+/* How long the main thread sleeps in poll before it looks at the master's
+ * silence (forever when heartbeats are off). */
+int distc__worker_poll_ms(void) {
+  double beat = distc__liveness_get()->interval_ns;
+  return beat > 0 ? (int)(beat / 4e6) + 1 : -1;
 }
 
 int distc__worker_main(void) {
@@ -336,6 +365,13 @@ int distc__worker_main(void) {
   uv_poll_start(&out_poll, UV_READABLE, on_output);
   uv_poll_init(&wloop, &hup_poll, fd);
   uv_poll_start(&hup_poll, UV_DISCONNECT, on_hangup);
+  static uv_timer_t beat_timer;
+  double beat = distc__liveness_get()->interval_ns / 1e6;
+  if (beat > 0) {
+    uint64_t every = beat / 2 < 5 ? 5 : (uint64_t)(beat / 2);
+    uv_timer_init(&wloop, &beat_timer);
+    uv_timer_start(&beat_timer, on_beat, every, every);
+  }
   uv_thread_t io;
   if (uv_thread_create(&io, io_main, NULL) != 0)
     die("cannot start the I/O thread");
@@ -371,7 +407,8 @@ int distc__worker_main(void) {
         sched_yield();
       continue;
     }
-    distc__conn_poll(C->master, -1);
+    distc__conn_poll(C->master, distc__worker_poll_ms());
+    distc__worker_check_master(C->master);
     last = distc__now();
   }
 }
