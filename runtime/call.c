@@ -186,8 +186,7 @@ static void await_release(distc__conn *c, uint64_t id) {
     if (r < 0)
       worker_orphaned();
     if (r == 0) {
-      distc__conn_poll(c, distc__worker_poll_ms());
-      distc__worker_check_master(c);
+      distc__conn_poll(c, 1000);
       continue;
     }
     if (fr.h.type == DISTC__F_PING) {
@@ -247,13 +246,12 @@ static void future_wait_until(distc_future *f, double deadline) {
         if (r < 0)
           worker_orphaned();
         if (r == 0) {
-          int ms = distc__worker_poll_ms();
+          int ms = 1000;
           if (deadline > 0) {
             int left = (int)((deadline - distc__now()) / 1e6) + 1;
-            ms = ms < 0 || left < ms ? left : ms;
+            ms = left < ms ? left : ms;
           }
           distc__conn_poll(c, ms);
-          distc__worker_check_master(c);
         }
       }
     } else {

@@ -175,10 +175,10 @@ int distc__send_encoded(distc__conn *c, uint8_t type, uint8_t flags,
                         uint64_t id, distc__enc *e);
 
 /* ---- liveness (liveness.c) ----
- * Each side sends a PING on a link it has written nothing on for one
- * interval; a peer whose link has carried no byte for misses intervals is
- * lost.  The worker's heartbeats come from its I/O thread, so a worker busy
- * in a long call stays alive. */
+ * A worker sends a PING on a link it has written nothing on for half an
+ * interval; the master loses a worker whose link has carried no byte for
+ * misses intervals.  The worker's heartbeats come from its I/O thread, so a
+ * worker busy in a long call stays alive. */
 typedef struct distc__liveness {
   double interval_ns; /* 0: heartbeats off */
   int misses;
@@ -193,8 +193,13 @@ void distc__liveness_set(double interval_ns, int misses);
  * has been silent past the deadline's start, or 0 when it is alive.  Bytes
  * waiting unread in the socket count as life: the checker may run late. */
 double distc__conn_silent(distc__conn *c, double now);
-/* Sends a PING on c if nothing was written since the last call; never
- * waits. */
+/* Checker: whether it runs late (more than an interval since *last), which
+ * means this process was stopped or starved: it cannot blame its peers, so
+ * it restarts their clocks (distc__conn_forgive) instead of judging them. */
+bool distc__liveness_late(double *last, double now);
+void distc__conn_forgive(distc__conn *c, double now);
+/* Worker: sends a PING on c if nothing was written since the last call
+ * (made every half interval); never waits. */
 void distc__conn_heartbeat(distc__conn *c);
 
 /* ---- authentication (auth.c) ---- */
@@ -339,11 +344,6 @@ int distc__worker_main(void); /* never returns */
 /* Worker: reads one frame from the master and handles it (running a call
  * inline).  1: handled one, 0: none available, < 0: connection gone. */
 int distc__worker_pump_once(distc__conn *c);
-/* Worker: exits, as an orphan, when the master has been silent past the
- * liveness deadline. */
-void distc__worker_check_master(distc__conn *c);
-/* Worker: how long to poll the master's socket between such checks. */
-int distc__worker_poll_ms(void);
 /* Master: queue a worker's CALL for the service thread. */
 void distc__service_enqueue(distc__conn *c, distc__frame *f);
 /* Master: runs fn(arg) on the service thread, after the jobs queued before

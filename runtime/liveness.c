@@ -1,13 +1,14 @@
 /* liveness.c — heartbeats and the silence deadline.
  *
  * A link that carries frames needs no heartbeat: any byte read proves the
- * peer alive.  So each side counts frames written and bytes read (plain
- * counters on the hot paths, no clock), and a checker that runs a few times
- * per interval looks at them: a link written nothing on for an interval
- * gets a PING, and a peer whose link has been silent for misses intervals is
- * lost, exactly as if its process had exited.  PINGs need no answer, so a
- * worker running a long call inline stays alive through its I/O thread's
- * own PINGs. */
+ * peer alive.  So connections count frames written and bytes read (plain
+ * counters on the hot paths, no clock).  A worker's I/O thread sends a PING
+ * when its link was written nothing for half an interval, so no link from a
+ * live worker is quiet for a whole one; PINGs need no answer, so a worker
+ * running a long call inline stays alive.  The master looks at the counters
+ * four times per interval and loses a worker whose link has been silent for
+ * misses intervals (>= 2), exactly as if its process had exited.  Only the
+ * master judges: see worker.c for why and for what a worker does instead. */
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
@@ -31,11 +32,11 @@ static void live_init(void) {
   }
   if ((s = getenv("DISTC_HEARTBEAT_MISSES"))) {
     long v = strtol(s, &end, 10);
-    if (end != s && *end == '\0' && v >= 1 && v <= 1000000)
+    if (end != s && *end == '\0' && v >= 2 && v <= 1000000)
       live.misses = (int)v;
     else
       distc__log(DISTC__LOG_WARN, "ignoring DISTC_HEARTBEAT_MISSES=%s: it "
-                 "wants a whole number of intervals >= 1", s);
+                 "wants a whole number of intervals >= 2", s);
   }
 }
 
@@ -69,6 +70,18 @@ double distc__conn_silent(distc__conn *c, double now) {
     return 0;
   }
   return quiet;
+}
+
+bool distc__liveness_late(double *last, double now) {
+  const distc__liveness *l = distc__liveness_get();
+  bool late = *last > 0 && now - *last > l->interval_ns;
+  *last = now;
+  return late;
+}
+
+void distc__conn_forgive(distc__conn *c, double now) {
+  c->seen_rx = atomic_load_explicit(&c->rx_bytes, memory_order_relaxed);
+  c->rx_at = now;
 }
 
 void distc__conn_heartbeat(distc__conn *c) {

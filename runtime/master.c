@@ -60,7 +60,7 @@ static bool stopping;
  * (distc__conn_quiet) without calling into libuv from another thread. */
 static int conn_epfd = -1;
 static uv_poll_t conn_poll;
-/* The liveness checker: heartbeats and silence deadlines (liveness.c). */
+/* The liveness checker: the workers' silence deadlines (liveness.c). */
 static uv_timer_t live_timer;
 
 /* ---- membership ---- */
@@ -243,7 +243,10 @@ static void unresponsive(distc__conn *c, double silent_ns) {
 static void on_live_timer(uv_timer_t *t) {
   (void)t;
   distc__cluster *C = &distc__C;
+  static double last;
   double now = distc__now();
+  /* Stopped (Ctrl-Z) or starved ourselves: restart every clock. */
+  bool late = distc__liveness_late(&last, now);
   pthread_mutex_lock(&C->lock);
   int n = C->nids;
   distc__conn **cs = malloc(sizeof *cs * (size_t)(n ? n : 1));
@@ -254,11 +257,11 @@ static void on_live_timer(uv_timer_t *t) {
   pthread_mutex_unlock(&C->lock);
   for (int i = 0; cs && i < n; i++) {
     distc__conn *c = cs[i];
+    if (late)
+      distc__conn_forgive(c, now);
     double silent = atomic_load(&c->lost) ? 0 : distc__conn_silent(c, now);
     if (silent > 0)
       unresponsive(c, silent);
-    else if (!atomic_load(&c->dead))
-      distc__conn_heartbeat(c);
     distc__conn_unref(c);
   }
   free(cs);

@@ -290,23 +290,6 @@ static void io_main(void *arg) {
   uv_run(&wloop, UV_RUN_DEFAULT);
 }
 
-void distc__worker_check_master(distc__conn *c) {
-  double silent = distc__conn_silent(c, distc__now());
-  if (silent <= 0)
-    return;
-  distc__log(DISTC__LOG_ERROR, "the master has been unresponsive for %.1f s; "
-             "exiting (raise --heartbeat / DISTC_HEARTBEAT_S if it was only "
-             "slow)", silent / 1e9);
-  distc__shared_orphaned();
-  _exit(1);
-}
-
-/* How long the main thread sleeps in poll before it looks at the master's
- * silence (forever when heartbeats are off). */
-int distc__worker_poll_ms(void) {
-  double beat = distc__liveness_get()->interval_ns;
-  return beat > 0 ? (int)(beat / 4e6) + 1 : -1;
-}
 
 int distc__worker_main(void) {
   distc__cluster *C = &distc__C;
@@ -371,6 +354,13 @@ int distc__worker_main(void) {
     uint64_t every = beat / 2 < 5 ? 5 : (uint64_t)(beat / 2);
     uv_timer_init(&wloop, &beat_timer);
     uv_timer_start(&beat_timer, on_beat, every, every);
+    /* The worker does not judge its master by silence: a master stopped
+     * with Ctrl-Z (workers are in process groups of their own) must find
+     * its workers when it resumes.  But a master whose host vanished never
+     * acknowledges our heartbeats, and over TCP that ends the connection
+     * after the deadline, so the worker exits instead of lingering. */
+    unsigned int ms = (unsigned int)(beat * distc__liveness_get()->misses);
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
   }
   uv_thread_t io;
   if (uv_thread_create(&io, io_main, NULL) != 0)
@@ -407,8 +397,7 @@ int distc__worker_main(void) {
         sched_yield();
       continue;
     }
-    distc__conn_poll(C->master, distc__worker_poll_ms());
-    distc__worker_check_master(C->master);
+    distc__conn_poll(C->master, -1);
     last = distc__now();
   }
 }
