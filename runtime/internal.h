@@ -353,6 +353,30 @@ int distc__service_post(void (*fn)(void *arg), void *arg);
  * set (tests use it to fake a worker on another host), else gethostname. */
 void distc__hostname(char *buf, size_t n);
 
+/* ---- gate.c: connections in the handshake (master I/O thread only) ---- */
+typedef struct distc__gate_entry {
+  struct distc__gate_entry *prev, *next;
+  double born;
+  bool listed;
+} distc__gate_entry;
+enum { DISTC__DROP_AUTH, DISTC__DROP_SLOW, DISTC__DROP_EVICTED,
+       DISTC__DROP_MALFORMED, DISTC__DROP_KINDS };
+/* A connection that must send its first message this soon. */
+#define DISTC__GATE_FIRST_MS 3000
+/* The least time an unauthenticated connection gets before it can be
+ * dropped to make room. */
+#define DISTC__GATE_MIN_AGE_MS 50
+int distc__gate_cap(void);
+void distc__gate_add(distc__gate_entry *e, double now);
+void distc__gate_remove(distc__gate_entry *e); /* no-op when not listed */
+/* Before accepting one more: 0 when there is room (*evict: the entry to
+ * drop first, or NULL), else the milliseconds to pause accepting. */
+int distc__gate_room(double now, distc__gate_entry **evict);
+distc__gate_entry *distc__gate_oldest(void);
+/* Counts a dropped connection; logs one summary at most every 10 s. */
+void distc__gate_drop(int kind, double now);
+void distc__gate_flush(void); /* logs what was not reported yet */
+
 /* ---- shared.c ---- */
 /* Worker: derives the names of this run's shared memory segments from the
  * cluster secret, before the worker forgets it. */

@@ -43,7 +43,10 @@ typedef struct peer {
   size_t have;
   int closing; /* handles still to close */
   distc__conn *conn;
+  distc__gate_entry gate; /* listed while unauthenticated (gate.c) */
 } peer;
+
+#define PEER_OF_GATE(e) ((peer *)((char *)(e)-offsetof(peer, gate)))
 
 typedef struct distc__job {
   struct distc__job *next;
@@ -62,6 +65,9 @@ static int conn_epfd = -1;
 static uv_poll_t conn_poll;
 /* The liveness checker: the workers' silence deadlines (liveness.c). */
 static uv_timer_t live_timer;
+/* Restarts accepting after a pause (a full gate, or out of descriptors). */
+static uv_timer_t accept_timer;
+static bool accept_paused, remote_polling;
 
 /* ---- membership ---- */
 
@@ -191,6 +197,7 @@ static void peer_closed(uv_handle_t *h) {
 static void peer_close(peer *p) {
   if (p->closing)
     return;
+  distc__gate_remove(&p->gate);
   if (p->stage == 2)
     epoll_ctl(conn_epfd, EPOLL_CTL_DEL, p->conn->fd, NULL);
   p->closing = 2;
@@ -424,6 +431,11 @@ static void admit(peer *p, uint32_t len) {
              (int)ospid, host);
 }
 
+static void on_handshake_timeout(uv_timer_t *t) {
+  distc__gate_drop(DISTC__DROP_SLOW, distc__now());
+  peer_close(t->data);
+}
+
 static void on_handshake(uv_poll_t *h, int status, int events) {
   (void)events;
   peer *p = h->data;
@@ -452,9 +464,7 @@ static void on_handshake(uv_poll_t *h, int status, int events) {
     distc__mac(C->secret, "worker", p->nonce, nonce_w, expect);
     if (memcmp(p->buf, "DSTC", 4) != 0 || p->buf[4] != DISTC__PROTO_VERSION ||
         !distc__mac_equal(expect, p->buf + 8 + DISTC__NONCE_LEN)) {
-      distc__log(DISTC__LOG_WARN, "dropped a connection that failed "
-                                  "authentication (wrong secret or not a "
-                                  "distc worker)");
+      distc__gate_drop(DISTC__DROP_AUTH, distc__now());
       goto drop;
     }
     distc__mac(C->secret, "master", nonce_w, p->nonce, mine);
@@ -462,6 +472,10 @@ static void on_handshake(uv_poll_t *h, int status, int events) {
       goto drop;
     p->stage = 1;
     p->have = 0;
+    /* Authenticated: out of the gate, with the rest of the handshake's
+     * time to send its HELLO. */
+    distc__gate_remove(&p->gate);
+    uv_timer_start(&p->timer, on_handshake_timeout, HANDSHAKE_TIMEOUT_MS, 0);
     return;
   }
   if (p->have == DISTC__HDR_LEN) {
@@ -478,11 +492,39 @@ drop:
   peer_close(p);
 }
 
-static void on_handshake_timeout(uv_timer_t *t) {
-  distc__log(DISTC__LOG_WARN, "dropped a connection that did not complete "
-                              "the handshake in time");
-  peer_close(t->data);
+static void on_listen(uv_poll_t *h, int status, int events);
+
+static void listeners(bool on) {
+  distc__cluster *C = &distc__C;
+  uv_poll_t *ls[] = {&C->listen_poll, C->local_fd >= 0 ? &C->local_poll : NULL,
+                     remote_polling ? &C->remote_poll : NULL};
+  for (size_t i = 0; i < DISTC__ARRAY_LEN(ls); i++)
+    if (ls[i]) {
+      if (on)
+        uv_poll_start(ls[i], UV_READABLE, on_listen);
+      else
+        uv_poll_stop(ls[i]);
+    }
 }
+
+static void on_accept_timer(uv_timer_t *t) {
+  (void)t;
+  accept_paused = false;
+  if (!stopping)
+    listeners(true);
+}
+
+/* Stops accepting for ms: the connections wait in the kernel's backlog,
+ * and the listening sockets, which stay readable, cannot make us spin. */
+static void pause_accepting(int ms) {
+  if (accept_paused)
+    return;
+  accept_paused = true;
+  listeners(false);
+  uv_timer_start(&accept_timer, on_accept_timer, (uint64_t)ms, 0);
+}
+
+#define ACCEPT_BATCH 32 /* per wake-up, so handshakes get turns */
 
 static void on_listen(uv_poll_t *h, int status, int events) {
   (void)events;
@@ -490,10 +532,33 @@ static void on_listen(uv_poll_t *h, int status, int events) {
   int lfd;
   if (status < 0 || uv_fileno((uv_handle_t *)h, &lfd) != 0)
     return;
-  for (;;) {
-    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0)
+  for (int k = 0; k < ACCEPT_BATCH; k++) {
+    double now = distc__now();
+    distc__gate_entry *old;
+    int wait_ms = distc__gate_room(now, &old);
+    if (wait_ms > 0) {
+      pause_accepting(wait_ms);
       return;
+    }
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+          errno == ENOMEM) {
+        /* Out of descriptors: free the oldest unauthenticated one if it
+         * had its chance, and look again shortly. */
+        if ((old = distc__gate_oldest()) &&
+            now - old->born >= DISTC__GATE_MIN_AGE_MS * 1e6) {
+          distc__gate_drop(DISTC__DROP_EVICTED, now);
+          peer_close(PEER_OF_GATE(old));
+        }
+        pause_accepting(50);
+      }
+      return;
+    }
+    if (old) {
+      distc__gate_drop(DISTC__DROP_EVICTED, now);
+      peer_close(PEER_OF_GATE(old));
+    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     peer *p = calloc(1, sizeof *p);
@@ -509,12 +574,15 @@ static void on_listen(uv_poll_t *h, int status, int events) {
     uv_poll_init(&C->loop, &p->poll, fd);
     uv_timer_init(&C->loop, &p->timer);
     p->poll.data = p->timer.data = p;
+    distc__gate_add(&p->gate, now);
     if (send(fd, m1, sizeof m1, MSG_NOSIGNAL) != sizeof m1) {
       peer_close(p);
       continue;
     }
     uv_poll_start(&p->poll, UV_READABLE, on_handshake);
-    uv_timer_start(&p->timer, on_handshake_timeout, HANDSHAKE_TIMEOUT_MS, 0);
+    /* A worker answers at once; a short first deadline keeps idle
+     * connections from holding their descriptors. */
+    uv_timer_start(&p->timer, on_handshake_timeout, DISTC__GATE_FIRST_MS, 0);
   }
 }
 
@@ -539,8 +607,11 @@ static void on_wake(uv_async_t *a) {
   pthread_mutex_lock(&C->lock);
   if (C->remote_pending && !stopping) {
     C->remote_pending = false;
-    if (uv_poll_init(&C->loop, &C->remote_poll, C->remote_fd) == 0)
-      uv_poll_start(&C->remote_poll, UV_READABLE, on_listen);
+    if (uv_poll_init(&C->loop, &C->remote_poll, C->remote_fd) == 0) {
+      remote_polling = true;
+      if (!accept_paused)
+        uv_poll_start(&C->remote_poll, UV_READABLE, on_listen);
+    }
   }
   pthread_mutex_unlock(&C->lock);
   if (stopping)
@@ -906,13 +977,14 @@ int distc__master_init(void) {
       uv_poll_init(&C->loop, &conn_poll, conn_epfd) ||
       uv_poll_start(&conn_poll, UV_READABLE, on_workers_io) ||
       uv_timer_init(&C->loop, &live_timer) ||
+      uv_timer_init(&C->loop, &accept_timer) ||
       (C->local_fd >= 0 &&
        (uv_poll_init(&C->loop, &C->local_poll, C->local_fd) ||
         uv_poll_start(&C->local_poll, UV_READABLE, on_listen)))) {
     rc = distc__seterr(DISTC_EIO, "cannot set up the event loop");
     goto fail;
   }
-  live_timer.data = NULL; /* not a peer's (close_walk) */
+  live_timer.data = accept_timer.data = NULL; /* not a peer's (close_walk) */
   double beat = distc__liveness_get()->interval_ns / 1e6;
   if (beat > 0) {
     /* Four looks per interval: a silent peer is lost within a quarter
@@ -1187,6 +1259,7 @@ int distc__master_finalize(void) {
   if (conn_epfd >= 0)
     close(conn_epfd);
   conn_epfd = -1;
+  distc__gate_flush();
   pthread_mutex_lock(&C->qlock);
   C->service_running = false;
   pthread_cond_broadcast(&C->qcond);
