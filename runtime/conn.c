@@ -290,6 +290,8 @@ static int send_frame(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
       v[first].iov_len -= (size_t)w;
     }
   }
+  if (rc == DISTC_ENOMEM && started)
+    shutdown(c->fd, SHUT_RDWR); /* half a frame sent: the stream is lost */
   if (rc == 0)
     atomic_store_explicit(&c->tx_frames,
                           atomic_load_explicit(&c->tx_frames,
@@ -337,6 +339,11 @@ int distc__conn_flush(distc__conn *c) {
   if (c->sq_len == c->sq_off || rc < 0) {
     c->sq_off = c->sq_len = 0;
     want_out(c, false);
+    if (c->sq_cap > 65536) { /* a stall is over: give its memory back */
+      free(c->sq);
+      c->sq = NULL;
+      c->sq_cap = 0;
+    }
   }
   pthread_cond_broadcast(&c->wcond);
   pthread_mutex_unlock(&c->wlock);
