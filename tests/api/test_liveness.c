@@ -188,6 +188,31 @@ static void case_stop_pmap(void) {
   distc_value_free(xs);
 }
 
+/* SIGSTOP of a pool member during its call: the call moves to another
+ * member, and the pool drops the lost one. */
+static void case_stop_pool(void) {
+  double iv = interval();
+  int64_t pid2 = ospid_of(2);
+  int ids[2] = {2, 3};
+  distc_pool *pool = NULL;
+  OK(distc_pool_new(ids, 2, &pool));
+  distc_value *ms = distc_listv(1, distc_int(300)), *v = NULL;
+  pthread_t t;
+  double t0 = now_s();
+  pthread_create(&t, NULL, stop_later, (void *)(intptr_t)pid2);
+  int rc = distc_remotecall_fetch_pool(pool, "sleep_ms", ms, &v);
+  double took = now_s() - t0;
+  pthread_join(t, NULL);
+  OK(rc);
+  CHECK(rc < 0 || distc_value_int(v) == 3, "ran on %lld",
+        (long long)distc_value_int(v));
+  CHECK(took < 0.1 + 3 * iv + 0.3, "the call took %.2f s", took);
+  CHECK(distc_pool_size(pool) == 1, "pool size %d", distc_pool_size(pool));
+  distc_value_free(v);
+  distc_value_free(ms);
+  distc_pool_free(pool);
+}
+
 /* SIGSTOP of a participant while distc_shared_new waits for it. */
 static void case_stop_shared(void) {
   double iv = interval();
@@ -463,6 +488,8 @@ int main(int argc, char **argv) {
     case_stop_call();
   else if (!strcmp(name, "stop-pmap"))
     case_stop_pmap();
+  else if (!strcmp(name, "stop-pool"))
+    case_stop_pool();
   else if (!strcmp(name, "stop-shared"))
     case_stop_shared();
   else if (!strcmp(name, "timeout"))
