@@ -472,6 +472,46 @@ static void case_flood(void) {
     OK(distc_remotecall_wait(newid, "ospid", NULL));
 }
 
+/* The same with the master out of descriptors (the program holds all but
+ * a few): accept fails with EMFILE, and the master must pause, not spin on
+ * the listening sockets that stay readable. */
+static void case_flood_emfile(void) {
+  listener ls[8];
+  int nls = find_listeners(ls, 8);
+  CHECK(nls >= 1, "found no listening socket");
+  if (nls < 1)
+    return;
+  int hog[1024], nhog = 0;
+  while (nhog < 1024 && (hog[nhog] = open("/dev/null", O_RDONLY)) >= 0)
+    nhog++;
+  for (int i = 0; i < 4 && nhog > 0; i++)
+    close(hog[--nhog]); /* a few left, taken by the first connections */
+  double secs = 4, t0 = now_s(), c0 = cpu_s();
+  pid_t kid = fork();
+  if (kid == 0)
+    attack(ls, nls, 2000, secs);
+  CHECK(kid > 0, "fork");
+  int calls = 0, bad = 0;
+  while (now_s() - t0 < secs) {
+    if (distc_remotecall_wait(2 + calls % 2, "ospid", NULL) < 0 && bad++ == 0)
+      printf("call under the flood: %s\n", distc_errmsg());
+    calls++;
+    sleep_s(0.05);
+  }
+  int status = 0;
+  if (kid > 0)
+    waitpid(kid, &status, 0);
+  double wall = now_s() - t0, cpu = cpu_s() - c0;
+  while (nhog > 0)
+    close(hog[--nhog]);
+  CHECK(bad == 0, "%d of %d calls failed", bad, calls);
+  CHECK(cpu < 0.10 * wall, "the master used %.2f s of CPU in %.2f s", cpu,
+        wall);
+  printf("flood at EMFILE: %d calls, master CPU %.2f s in %.2f s\n", calls,
+         cpu, wall);
+  OK(distc_remotecall_wait(2, "ospid", NULL));
+}
+
 int main(int argc, char **argv) {
   const char *name = argc > 1 ? argv[1] : "";
   int rc = distc_init(&argc, &argv);
@@ -501,6 +541,8 @@ int main(int argc, char **argv) {
     case_full_socket_live();
   else if (!strcmp(name, "flood"))
     case_flood();
+  else if (!strcmp(name, "flood-emfile"))
+    case_flood_emfile();
   else {
     printf("unknown case '%s'\n", name);
     return 2;
