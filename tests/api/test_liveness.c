@@ -188,6 +188,51 @@ static void case_stop_pmap(void) {
   distc_value_free(xs);
 }
 
+/* A child stops us (and maybe the workers) for `secs`, then resumes us, and
+ * the workers a little later. */
+static void stop_us(pid_t me, const int64_t *others, int n, double secs) {
+  pid_t kid = fork();
+  if (kid == 0) {
+    sleep_s(0.1);
+    for (int i = 0; i < n; i++)
+      kill((pid_t)others[i], SIGSTOP);
+    kill(me, SIGSTOP);
+    sleep_s(secs);
+    /* The master first: its first look sees workers silent for longer than
+     * the deadline, and still stopped. */
+    kill(me, SIGCONT);
+    sleep_s(0.2);
+    for (int i = 0; i < n; i++)
+      kill((pid_t)others[i], SIGCONT);
+    _exit(0);
+  }
+  sleep_s(0.3 + secs); /* we are stopped in the middle of this */
+  waitpid(kid, NULL, 0);
+}
+
+/* Ctrl-Z stops the master but not the workers (process groups of their
+ * own); stopping everything is the other case.  Past the deadline either
+ * way, nobody is lost: workers do not judge the master, and a master that
+ * was stopped itself forgives the silence it saw. */
+static void case_stop_master(void) {
+  double iv = interval();
+  int64_t pids[2] = {ospid_of(2), ospid_of(3)};
+  int n0 = distc_nworkers();
+  stop_us(getpid(), NULL, 0, 3 * iv);
+  sleep_s(iv); /* one more interval, for any late verdict */
+  CHECK(distc_nworkers() == n0, "%d workers after the master was stopped",
+        distc_nworkers());
+  OK(distc_remotecall_wait(2, "ospid", NULL));
+  OK(distc_remotecall_wait(3, "ospid", NULL));
+  /* Worker 4, if any, keeps running: it is silent to a stopped master. */
+  stop_us(getpid(), pids, 2, 3 * iv);
+  sleep_s(iv);
+  CHECK(distc_nworkers() == n0, "%d workers after everything was stopped",
+        distc_nworkers());
+  OK(distc_remotecall_wait(2, "ospid", NULL));
+  OK(distc_remotecall_wait(3, "ospid", NULL));
+}
+
 /* SIGSTOP of a pool member during its call: the call moves to another
  * member, and the pool drops the lost one. */
 static void case_stop_pool(void) {
@@ -528,6 +573,8 @@ int main(int argc, char **argv) {
     case_stop_call();
   else if (!strcmp(name, "stop-pmap"))
     case_stop_pmap();
+  else if (!strcmp(name, "stop-master"))
+    case_stop_master();
   else if (!strcmp(name, "stop-pool"))
     case_stop_pool();
   else if (!strcmp(name, "stop-shared"))
