@@ -5,7 +5,8 @@
  * executor, so a call crosses no thread hand-off on the worker.  After each
  * frame it spins briefly on the socket before sleeping in poll(), since the
  * next call of a busy caller usually follows within microseconds.  A small
- * I/O thread forwards captured output and exits the process the moment the
+ * I/O thread forwards captured output, sends the heartbeats that tell the
+ * master we live (liveness.c), and exits the process the moment the
  * master's connection hangs up, even while a long call runs. */
 #include <errno.h>
 #include <netdb.h>
@@ -289,7 +290,6 @@ static void io_main(void *arg) {
   (void)arg;
   uv_run(&wloop, UV_RUN_DEFAULT);
 }
-
 
 int distc__worker_main(void) {
   distc__cluster *C = &distc__C;
