@@ -3,8 +3,12 @@
  *
  * Writers (any thread) send whole frames under wlock with sendmsg, so a large
  * array goes from the value's memory to the socket without an intermediate
- * copy.  Exactly one thread at a time reads (rlock): whichever thread is
- * waiting for an answer and spinning, or the I/O thread when nobody is. */
+ * copy.  On the master, what a full socket does not take is copied into the
+ * connection's send queue (up to a high-water mark) and written by the I/O
+ * thread, so no caller waits on a slow or stopped worker; past the mark a
+ * caller waits, until there is room or the worker is lost.  Exactly one
+ * thread at a time reads (rlock): whichever thread is waiting for an answer
+ * and spinning, or the I/O thread when nobody is. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
