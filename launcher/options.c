@@ -24,6 +24,7 @@ enum opt_id {
   OPT_EXENAME,
   OPT_ENV,
   OPT_TIMEOUT,
+  OPT_HEARTBEAT,
   OPT_MANAGER,
   OPT_LAUNCHER,
   OPT_BIND,
@@ -51,6 +52,7 @@ static const opt_def opt_defs[] = {
     {"exename", 0, true, OPT_EXENAME},
     {"env", 0, true, OPT_ENV},
     {"timeout", 0, true, OPT_TIMEOUT},
+    {"heartbeat", 0, true, OPT_HEARTBEAT},
     {"manager", 0, true, OPT_MANAGER},
     {"launcher", 0, true, OPT_LAUNCHER},
     {"bind", 0, false, OPT_BIND},
@@ -80,7 +82,10 @@ static const char usage_head[] =
     "      --env K=V        set K=V for the master and the workers\n"
     "                       (repeatable)\n"
     "      --timeout S      seconds to wait for the workers to connect\n"
-    "                       (default 60, decimals allowed)\n";
+    "                       (default 60, decimals allowed)\n"
+    "      --heartbeat S    seconds between heartbeats on idle links; a\n"
+    "                       worker silent for 10 of them is lost (default\n"
+    "                       1; 0: off; sets DISTC_HEARTBEAT_S)\n";
 static const char usage_common[] =
     "      --bind           bind worker i to core i mod cores\n"
     "      --blas-threads N OPENBLAS_NUM_THREADS and OMP_NUM_THREADS of each\n"
@@ -255,6 +260,28 @@ static int parse_timeout(const char *v, distc__launch_opts *o) {
   return 0;
 }
 
+/* The master reads it (and gives it to the workers as they join), so it
+ * travels as an environment entry like --env's. */
+static int parse_heartbeat(const char *v, distc__launch_opts *o) {
+  static char entry[64];
+  char *end;
+  errno = 0;
+  double t = strtod(v, &end);
+  if (v[0] == '\0' || *end != '\0' || errno != 0 || !isfinite(t) || t < 0 ||
+      t > 86400)
+    return distc__seterr(DISTC_EINVAL,
+                         "--heartbeat wants seconds between heartbeats "
+                         "(0 to 86400, 0 turns them off), got '%s'; e.g. "
+                         "--heartbeat 5",
+                         v);
+  size_t n = 0;
+  while (o->env[n] != NULL && o->env[n] != entry)
+    n++;
+  snprintf(entry, sizeof entry, "DISTC_HEARTBEAT_S=%g", t);
+  o->env[n] = entry; /* a second --heartbeat replaces the first */
+  return 0;
+}
+
 static int parse_blas(const char *v, distc__launch_opts *o) {
   char *end;
   errno = 0;
@@ -408,6 +435,8 @@ static int apply(const opt_def *d, const char *v, distc__launch_opts *o,
   }
   case OPT_TIMEOUT:
     return parse_timeout(v, o);
+  case OPT_HEARTBEAT:
+    return parse_heartbeat(v, o);
   case OPT_MANAGER:
     if (v[0] == '\0')
       return distc__seterr(DISTC_EINVAL,

@@ -161,6 +161,8 @@ int distc__worker_pump_once(distc__conn *c) {
     distc__output_drain(c);
     fflush(NULL);
     _exit(0);
+  case DISTC__F_PING:
+    break;
   default:
     distc__log(DISTC__LOG_WARN, "unexpected frame type %u from the master",
                fr.h.type);
@@ -189,7 +191,9 @@ static void await_release(distc__conn *c, uint64_t id) {
       distc__conn_poll(c, 1000);
       continue;
     }
-    if (fr.h.type == DISTC__F_RELEASE) {
+    if (fr.h.type == DISTC__F_PING) {
+      distc__free(fr.payload);
+    } else if (fr.h.type == DISTC__F_RELEASE) {
       distc__free(fr.payload);
       if (fr.h.id == id)
         return;
@@ -203,7 +207,8 @@ static void await_release(distc__conn *c, uint64_t id) {
   }
 }
 
-void distc__future_wait(distc_future *f) {
+/* Until f is done or the deadline (monotonic ns, 0: none) passes. */
+static void future_wait_until(distc_future *f, double deadline) {
   if (is_done(f))
     return;
   distc__conn *c = NULL;
@@ -217,6 +222,8 @@ void distc__future_wait(distc_future *f) {
   bool spun_ok = false;
   if (c && !worker)
     distc__conn_quiet(c, true);
+  if (deadline > 0 && t0 + budget > deadline)
+    budget = deadline > t0 ? deadline - t0 : 0;
   while (distc__now() - t0 < budget) {
     if (is_done(f)) {
       spun_ok = true;
@@ -236,18 +243,37 @@ void distc__future_wait(distc_future *f) {
 
   if (!spun_ok) {
     if (worker) {
-      while (!is_done(f)) {
+      while (!is_done(f) && !(deadline > 0 && distc__now() >= deadline)) {
         int r = distc__worker_pump_once(c);
         if (r < 0)
           worker_orphaned();
-        if (r == 0)
-          distc__conn_poll(c, 1000);
+        if (r == 0) {
+          int ms = 1000;
+          if (deadline > 0) {
+            int left = (int)((deadline - distc__now()) / 1e6) + 1;
+            ms = left < ms ? left : ms;
+          }
+          distc__conn_poll(c, ms);
+        }
       }
     } else {
       pthread_mutex_lock(&f->mu);
       f->sleepers++;
-      while (!is_done(f))
-        pthread_cond_wait(&f->cond, &f->mu);
+      while (!is_done(f)) {
+        if (deadline <= 0) {
+          pthread_cond_wait(&f->cond, &f->mu);
+          continue;
+        }
+        double left = deadline - distc__now();
+        if (left <= 0)
+          break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        long long ns = (long long)ts.tv_nsec + (long long)left;
+        ts.tv_sec += ns / 1000000000;
+        ts.tv_nsec = ns % 1000000000;
+        pthread_cond_timedwait(&f->cond, &f->mu, &ts);
+      }
       f->sleepers--;
       pthread_mutex_unlock(&f->mu);
     }
@@ -269,6 +295,8 @@ void distc__future_wait(distc_future *f) {
   atomic_store(&spin_ns, s);
 }
 
+void distc__future_wait(distc_future *f) { future_wait_until(f, 0); }
+
 static int future_result(distc_future *f, distc_value **result) {
   if (f->err) {
     distc__seterr(f->err, "%s", f->errmsg ? f->errmsg : distc_strerror(f->err));
@@ -289,6 +317,27 @@ int distc_fetch(distc_future *f, distc_value **result) {
 }
 
 int distc_wait(distc_future *f) { return distc_fetch(f, NULL); }
+
+int distc_fetch_timeout(distc_future *f, double timeout_s,
+                        distc_value **result) {
+  if (!f)
+    return distc__seterr(DISTC_EINVAL, "distc_fetch_timeout: NULL future");
+  if (!(timeout_s >= 0))
+    return distc__seterr(DISTC_EINVAL, "distc_fetch_timeout: the timeout "
+                                       "must be >= 0 seconds");
+  /* 0 still looks at the connection once, like distc_isready. */
+  future_wait_until(f, distc__now() + (timeout_s > 0 ? timeout_s * 1e9 : 1));
+  if (!is_done(f))
+    return distc__seterr(DISTC_ETIMEDOUT,
+                         "the call on process %d did not complete in %g s "
+                         "(it is still running; fetch again, or wait longer)",
+                         f->pid, timeout_s);
+  return future_result(f, result);
+}
+
+int distc_wait_timeout(distc_future *f, double timeout_s) {
+  return distc_fetch_timeout(f, timeout_s, NULL);
+}
 
 int distc_wait_all(distc_future *const *fs, size_t n) {
   int first = 0;

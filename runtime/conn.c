@@ -3,8 +3,12 @@
  *
  * Writers (any thread) send whole frames under wlock with sendmsg, so a large
  * array goes from the value's memory to the socket without an intermediate
- * copy.  Exactly one thread at a time reads (rlock): whichever thread is
- * waiting for an answer and spinning, or the I/O thread when nobody is. */
+ * copy.  On the master, what a full socket does not take is copied into the
+ * connection's send queue (up to a high-water mark) and written by the I/O
+ * thread, so no caller waits on a slow or stopped worker; past the mark a
+ * caller waits, until there is room or the worker is lost.  Exactly one
+ * thread at a time reads (rlock): whichever thread is waiting for an answer
+ * and spinning, or the I/O thread when nobody is. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -13,6 +17,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -20,6 +25,16 @@
 #define STAGE_SIZE 65536
 /* Frames from this size on get a "send" span when tracing. */
 #define TRACE_SEND_MIN ((size_t)1 << 20)
+
+static void rearm(distc__conn *c);
+
+/* Only the connection's reader bumps it: no atomic read-modify-write. */
+static inline void count_rx(distc__conn *c, size_t n) {
+  atomic_store_explicit(
+      &c->rx_bytes,
+      atomic_load_explicit(&c->rx_bytes, memory_order_relaxed) + n,
+      memory_order_relaxed);
+}
 
 size_t distc__max_frame(void) {
   static size_t limit;
@@ -58,6 +73,7 @@ distc__conn *distc__conn_new(int fd) {
   pthread_mutex_init(&c->wlock, NULL);
   pthread_mutex_init(&c->rlock, NULL);
   pthread_mutex_init(&c->plock, NULL);
+  pthread_cond_init(&c->wcond, NULL);
   distc__set_nonblock(fd, true);
   return c;
 }
@@ -72,6 +88,8 @@ void distc__conn_unref(distc__conn *c) {
   free(c->pending.keys);
   free(c->pending.vals);
   free(c->linebuf);
+  free(c->sq);
+  pthread_cond_destroy(&c->wcond);
   pthread_mutex_destroy(&c->wlock);
   pthread_mutex_destroy(&c->rlock);
   pthread_mutex_destroy(&c->plock);
@@ -85,13 +103,10 @@ void distc__conn_quiet(distc__conn *c, bool on) {
   pthread_mutex_lock(&c->qlock);
   bool was = c->spinners > 0;
   c->spinners += on ? 1 : -1;
-  if (was != (c->spinners > 0)) {
-    /* Hang-ups and errors are reported even with no events asked for, so
-     * a worker that dies while we spin is still noticed. */
-    struct epoll_event ev = {.events = c->spinners ? 0 : EPOLLIN | EPOLLRDHUP,
-                             .data.ptr = c->epdata};
-    epoll_ctl(c->epfd, EPOLL_CTL_MOD, c->fd, &ev);
-  }
+  /* Hang-ups and errors are reported even with no events asked for, so a
+   * worker that dies while we spin is still noticed. */
+  if (was != (c->spinners > 0))
+    rearm(c);
   pthread_mutex_unlock(&c->qlock);
 }
 
@@ -126,19 +141,82 @@ int distc__conn_poll(distc__conn *c, int timeout_ms) {
   return r;
 }
 
-/* Waits until fd can take more bytes; the socket is non-blocking because
- * the I/O thread polls it. */
-static int wait_writable(int fd) {
+/* Waits up to timeout_ms until fd can take more bytes; the socket is
+ * non-blocking because the I/O thread polls it.  -1: the socket broke. */
+static int wait_writable(int fd, int timeout_ms) {
   struct pollfd p = {.fd = fd, .events = POLLOUT};
-  int r;
-  do
-    r = poll(&p, 1, -1);
-  while (r < 0 && errno == EINTR);
+  int r = poll(&p, 1, timeout_ms);
+  if (r < 0 && errno == EINTR)
+    return 0;
   return (r < 0 || (p.revents & (POLLERR | POLLHUP))) ? -1 : 0;
 }
 
-int distc__conn_send(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
-                     const struct iovec *iov, int iovcnt) {
+/* The high-water mark of a send queue: a caller whose frame would take the
+ * queue past it waits (for room, or for the peer to be declared lost) instead
+ * of copying more.  Small calls to a stopped worker queue and return; a large
+ * one waits, bounded by liveness. */
+#define SQ_HWM ((size_t)4 << 20)
+/* How often a waiting sender looks again whether its peer is gone. */
+#define SEND_RECHECK_MS 50
+
+static _Thread_local bool in_io_thread;
+
+void distc__conn_set_io_thread(void) { in_io_thread = true; }
+
+/* Under qlock: the events the I/O thread watches c for. */
+static void rearm(distc__conn *c) {
+  struct epoll_event ev = {
+      .events = (c->spinners ? 0 : EPOLLIN | EPOLLRDHUP) |
+                (c->want_out ? EPOLLOUT : 0),
+      .data.ptr = c->epdata};
+  epoll_ctl(c->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+static void want_out(distc__conn *c, bool on) {
+  pthread_mutex_lock(&c->qlock);
+  if (c->want_out != on) {
+    c->want_out = on;
+    rearm(c);
+  }
+  pthread_mutex_unlock(&c->qlock);
+}
+
+static size_t iov_bytes(const struct iovec *v, int n) {
+  size_t t = 0;
+  for (int i = 0; i < n; i++)
+    t += v[i].iov_len;
+  return t;
+}
+
+/* Under wlock: appends the rest of a frame to the queue. */
+static int enqueue(distc__conn *c, const struct iovec *v, int n) {
+  size_t add = iov_bytes(v, n), used = c->sq_len - c->sq_off;
+  if (c->sq_off > 0 && used + add > c->sq_cap - c->sq_off) {
+    memmove(c->sq, c->sq + c->sq_off, used);
+    c->sq_off = 0;
+    c->sq_len = used;
+  }
+  if (c->sq_len + add > c->sq_cap) {
+    size_t cap = c->sq_cap ? c->sq_cap : 4096;
+    while (cap < c->sq_len + add)
+      cap *= 2;
+    char *q = realloc(c->sq, cap);
+    if (!q)
+      return DISTC_ENOMEM;
+    c->sq = q;
+    c->sq_cap = cap;
+  }
+  for (int i = 0; i < n; i++) {
+    memcpy(c->sq + c->sq_len, v[i].iov_base, v[i].iov_len);
+    c->sq_len += v[i].iov_len;
+  }
+  if (used == 0)
+    want_out(c, true);
+  return 0;
+}
+
+static int send_frame(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
+                      const struct iovec *iov, int iovcnt, bool nowait) {
   struct iovec small[64], *v = small;
   unsigned char hdr[DISTC__HDR_LEN];
   size_t total = 0;
@@ -164,6 +242,8 @@ int distc__conn_send(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
   /* Large frames are transfers worth seeing on the timeline. */
   uint64_t t0 = distc__tracing() && total >= TRACE_SEND_MIN
                     ? distc__trace_now() : 0;
+  nowait = nowait || in_io_thread;
+  bool queueing = c->epfd >= 0, started = false;
 
   pthread_mutex_lock(&c->wlock);
   while (first < n) {
@@ -171,17 +251,47 @@ int distc__conn_send(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
       rc = DISTC_EPROCEXIT;
       break;
     }
+    size_t rest = total + DISTC__HDR_LEN; /* upper bound once started */
+    if (!started && c->sq_len > c->sq_off) {
+      /* Frames stay in order: behind the queue, or wait for room. */
+      if (nowait || c->sq_len - c->sq_off + rest <= SQ_HWM) {
+        rc = enqueue(c, v + first, n - first);
+        break;
+      }
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_nsec += SEND_RECHECK_MS * 1000000L;
+      if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+      }
+      pthread_cond_timedwait(&c->wcond, &c->wlock, &ts);
+      continue;
+    }
     int k = n - first < IOV_MAX ? n - first : IOV_MAX;
     struct msghdr m = {.msg_iov = v + first, .msg_iovlen = (size_t)k};
-    ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+    ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w < 0) {
       if (errno == EINTR)
         continue;
-      if (errno == EAGAIN && wait_writable(c->fd) == 0)
-        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (queueing && (nowait || iov_bytes(v + first, n - first) <= SQ_HWM)) {
+          rc = enqueue(c, v + first, n - first);
+          break;
+        }
+        if (nowait && !started) {
+          rc = DISTC_EIO;
+          break;
+        }
+        /* A large frame goes out directly (the queue is empty), waiting
+         * for room a little at a time so a lost peer ends the wait. */
+        if (wait_writable(c->fd, SEND_RECHECK_MS) == 0)
+          continue;
+      }
       rc = DISTC_EPROCEXIT;
       break;
     }
+    started = true;
     while (first < n && (size_t)w >= v[first].iov_len)
       w -= (ssize_t)v[first++].iov_len;
     if (first < n) {
@@ -189,10 +299,22 @@ int distc__conn_send(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
       v[first].iov_len -= (size_t)w;
     }
   }
+  if (rc == DISTC_ENOMEM && started)
+    shutdown(c->fd, SHUT_RDWR); /* half a frame sent: the stream is lost */
+  if (rc == 0)
+    atomic_store_explicit(&c->tx_frames,
+                          atomic_load_explicit(&c->tx_frames,
+                                               memory_order_relaxed) + 1,
+                          memory_order_relaxed);
   pthread_mutex_unlock(&c->wlock);
   if (v != small)
     free(v);
-  if (rc)
+  if (rc == DISTC_ENOMEM)
+    distc__seterr(rc, "out of memory queueing a message for process %d",
+                  c->id);
+  else if (rc == DISTC_EIO)
+    distc__seterr(rc, "process %d is not reading its connection", c->id);
+  else if (rc)
     distc__seterr(rc, "process %d exited (connection lost)", c->id);
   else
     distc__stat_add(&c->st.bytes_out, total + DISTC__HDR_LEN);
@@ -200,6 +322,50 @@ int distc__conn_send(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
     distc__trace_span("transfer", "send", t0, "\"to\":%d,\"bytes\":%zu",
                       c->id, total);
   return rc;
+}
+
+int distc__conn_send(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
+                     const struct iovec *iov, int iovcnt) {
+  return send_frame(c, type, flags, id, iov, iovcnt, false);
+}
+
+int distc__conn_send_nowait(distc__conn *c, uint8_t type, uint8_t flags,
+                            uint64_t id, const struct iovec *iov, int iovcnt) {
+  return send_frame(c, type, flags, id, iov, iovcnt, true);
+}
+
+int distc__conn_flush(distc__conn *c) {
+  if (pthread_mutex_trylock(&c->wlock) != 0)
+    return 0; /* a sender holds it; it queues behind or writes itself */
+  int rc = 0;
+  while (c->sq_len > c->sq_off) {
+    ssize_t w = send(c->fd, c->sq + c->sq_off, c->sq_len - c->sq_off,
+                     MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        rc = DISTC_EPROCEXIT;
+      break;
+    }
+    c->sq_off += (size_t)w;
+  }
+  if (c->sq_len == c->sq_off || rc < 0) {
+    c->sq_off = c->sq_len = 0;
+    want_out(c, false);
+    if (c->sq_cap > 65536) { /* a stall is over: give its memory back */
+      free(c->sq);
+      c->sq = NULL;
+      c->sq_cap = 0;
+    }
+  }
+  pthread_cond_broadcast(&c->wcond);
+  pthread_mutex_unlock(&c->wlock);
+  return rc;
+}
+
+void distc__conn_wake_senders(distc__conn *c) {
+  pthread_cond_broadcast(&c->wcond);
 }
 
 int distc__send_encoded(distc__conn *c, uint8_t type, uint8_t flags,
@@ -238,6 +404,7 @@ static ssize_t fill_stage(distc__conn *c) {
                      MSG_DONTWAIT);
     if (r > 0) {
       c->stage_len += (size_t)r;
+      count_rx(c, (size_t)r);
       return r;
     }
     if (r == 0)
@@ -294,6 +461,7 @@ int distc__conn_read_frame(distc__conn *c, distc__frame *f) {
                        want - c->partial_have, MSG_DONTWAIT);
       if (r > 0) {
         c->partial_have += (size_t)r;
+        count_rx(c, (size_t)r);
         continue;
       }
       if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
@@ -419,10 +587,11 @@ void distc__conn_fail_pending(distc__conn *c) {
     if (!f)
       return;
     char *msg = NULL;
-    if (asprintf(&msg,
-                 "On worker %d: process exited (pid %d on %s) before the "
-                 "call completed",
-                 c->id, (int)c->ospid, c->host) < 0)
+    if ((c->why[0] ? asprintf(&msg, "On worker %d: %s", c->id, c->why)
+                   : asprintf(&msg,
+                              "On worker %d: process exited (pid %d on %s) "
+                              "before the call completed",
+                              c->id, (int)c->ospid, c->host)) < 0)
       msg = NULL;
     distc__future_complete(f, DISTC_EPROCEXIT, NULL, msg);
     distc__future_unref(f);

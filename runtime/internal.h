@@ -31,7 +31,8 @@ enum {
   DISTC__F_WELCOME,     /* master -> worker: [id, [worker ids], cma] */
   DISTC__F_REFUSE,      /* master -> worker: [message] */
   DISTC__F_RELEASE,     /* master -> worker: done reading call id's lent arrays */
-  DISTC__F_LAST = DISTC__F_RELEASE
+  DISTC__F_PING,        /* either way: a heartbeat on an idle link, no reply */
+  DISTC__F_LAST = DISTC__F_PING
 };
 #define DISTC__F_NORESULT 1 /* CALL flag: remote_do, send nothing back */
 #define DISTC__F_WHERE 2    /* ERROR flag: the message names the process */
@@ -114,6 +115,22 @@ typedef struct distc__conn {
   void *epdata;
   pthread_mutex_t qlock;
   int spinners;
+  bool want_out;         /* under qlock: EPOLLOUT asked for (queue not empty) */
+
+  /* The send queue (under wlock): bytes of whole frames the socket would
+   * not take yet, written by the I/O thread when it becomes writable.  Only
+   * connections the master's I/O thread watches (epfd >= 0) have one. */
+  char *sq;
+  size_t sq_off, sq_len, sq_cap;
+  pthread_cond_t wcond;  /* the queue shrank, or the peer is gone */
+
+  /* Liveness (liveness.c): counters bumped on the hot paths, read by the
+   * checker, which keeps its own snapshot and clock. */
+  atomic_uint_fast64_t tx_frames; /* frames written (under wlock) */
+  atomic_uint_fast64_t rx_bytes;  /* bytes read (by the reader) */
+  uint64_t seen_tx, seen_rx;      /* checker's snapshot */
+  double rx_at;                   /* checker: when rx_bytes last moved */
+  char why[256];                  /* set before the loss: why it was lost */
 
   distc__peer_stats st; /* distc_stats */
 } distc__conn;
@@ -125,6 +142,22 @@ void distc__conn_unref(distc__conn *c);
  * (DISTC_EPROCEXIT once the peer is gone).  Never raises SIGPIPE. */
 int distc__conn_send(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
                      const struct iovec *iov, int iovcnt);
+/* As distc__conn_send, but never waits for room: what the socket does not
+ * take is queued whatever the high-water mark (for small frames that must
+ * not block their sender: EXIT, RELEASE, PING, anything the master's I/O
+ * thread sends).  On a connection without a queue, gives up with DISTC_EIO
+ * when the socket is full (the frame may then be cut: only for sockets
+ * about to be closed). */
+int distc__conn_send_nowait(distc__conn *c, uint8_t type, uint8_t flags,
+                            uint64_t id, const struct iovec *iov, int iovcnt);
+/* Master I/O thread: writes what the queue holds; < 0 when the connection
+ * broke. */
+int distc__conn_flush(distc__conn *c);
+/* Wakes every sender waiting for room on c (it is dead now). */
+void distc__conn_wake_senders(distc__conn *c);
+/* Marks the current thread as the master's I/O thread, whose sends never
+ * wait (see distc__conn_send_nowait). */
+void distc__conn_set_io_thread(void);
 /* Reads one whole frame if one is available without blocking: returns 1 and
  * fills *f, 0 when none is complete yet, or a negative code when the
  * connection is closed, broken or sent a malformed header.  Caller holds
@@ -148,6 +181,34 @@ int distc__set_nonblock(int fd, bool on);
 /* Pack helpers for frames made of one encoder. */
 int distc__send_encoded(distc__conn *c, uint8_t type, uint8_t flags,
                         uint64_t id, distc__enc *e);
+
+/* ---- liveness (liveness.c) ----
+ * A worker sends a PING on a link it has written nothing on for half an
+ * interval; the master loses a worker whose link has carried no byte for
+ * misses intervals.  The worker's heartbeats come from its I/O thread, so a
+ * worker busy in a long call stays alive. */
+typedef struct distc__liveness {
+  double interval_ns; /* 0: heartbeats off */
+  int misses;
+} distc__liveness;
+/* $DISTC_HEARTBEAT_S and $DISTC_HEARTBEAT_MISSES, or the defaults. */
+const distc__liveness *distc__liveness_get(void);
+/* Worker: takes the master's settings from its WELCOME. */
+void distc__liveness_set(double interval_ns, int misses);
+#define DISTC__HEARTBEAT_S_DEFAULT 1.0
+#define DISTC__HEARTBEAT_MISSES_DEFAULT 10
+/* Checker (called every interval / 4 or so): returns how many ns the peer
+ * has been silent past the deadline's start, or 0 when it is alive.  Bytes
+ * waiting unread in the socket count as life: the checker may run late. */
+double distc__conn_silent(distc__conn *c, double now);
+/* Checker: whether it runs late (more than an interval since *last), which
+ * means this process was stopped or starved: it cannot blame its peers, so
+ * it restarts their clocks (distc__conn_forgive) instead of judging them. */
+bool distc__liveness_late(double *last, double now);
+void distc__conn_forgive(distc__conn *c, double now);
+/* Worker: sends a PING on c if nothing was written since the last call
+ * (made every half interval); never waits. */
+void distc__conn_heartbeat(distc__conn *c);
 
 /* ---- authentication (auth.c) ---- */
 #define DISTC__NONCE_LEN 32
@@ -300,6 +361,30 @@ int distc__service_post(void (*fn)(void *arg), void *arg);
 /* This process's host name as reported to the master: $DISTC_HOSTNAME when
  * set (tests use it to fake a worker on another host), else gethostname. */
 void distc__hostname(char *buf, size_t n);
+
+/* ---- gate.c: connections in the handshake (master I/O thread only) ---- */
+typedef struct distc__gate_entry {
+  struct distc__gate_entry *prev, *next;
+  double born;
+  bool listed;
+} distc__gate_entry;
+enum { DISTC__DROP_AUTH, DISTC__DROP_SLOW, DISTC__DROP_EVICTED,
+       DISTC__DROP_MALFORMED, DISTC__DROP_KINDS };
+/* A connection that must send its first message this soon. */
+#define DISTC__GATE_FIRST_MS 3000
+/* The least time an unauthenticated connection gets before it can be
+ * dropped to make room. */
+#define DISTC__GATE_MIN_AGE_MS 50
+int distc__gate_cap(void);
+void distc__gate_add(distc__gate_entry *e, double now);
+void distc__gate_remove(distc__gate_entry *e); /* no-op when not listed */
+/* Before accepting one more: 0 when there is room (*evict: the entry to
+ * drop first, or NULL), else the milliseconds to pause accepting. */
+int distc__gate_room(double now, distc__gate_entry **evict);
+distc__gate_entry *distc__gate_oldest(void);
+/* Counts a dropped connection; logs one summary at most every 10 s. */
+void distc__gate_drop(int kind, double now);
+void distc__gate_flush(void); /* logs what was not reported yet */
 
 /* ---- shared.c ---- */
 /* Worker: derives the names of this run's shared memory segments from the

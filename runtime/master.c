@@ -45,7 +45,10 @@ typedef struct peer {
   size_t have;
   int closing; /* handles still to close */
   distc__conn *conn;
+  distc__gate_entry gate; /* listed while unauthenticated (gate.c) */
 } peer;
+
+#define PEER_OF_GATE(e) ((peer *)((char *)(e)-offsetof(peer, gate)))
 
 typedef struct distc__job {
   struct distc__job *next;
@@ -62,6 +65,11 @@ static bool stopping;
  * (distc__conn_quiet) without calling into libuv from another thread. */
 static int conn_epfd = -1;
 static uv_poll_t conn_poll;
+/* The liveness checker: the workers' silence deadlines (liveness.c). */
+static uv_timer_t live_timer;
+/* Restarts accepting after a pause (a full gate, or out of descriptors). */
+static uv_timer_t accept_timer;
+static bool accept_paused, remote_polling;
 
 /* ---- membership ---- */
 
@@ -102,6 +110,7 @@ void distc__worker_lost(distc__conn *c) {
   /* lost and the membership change together, under the lock: whoever sees
    * lost (distc_rmprocs) and then asks for the workers must not still find
    * this one among them. */
+  distc__conn_wake_senders(c);
   pthread_mutex_lock(&C->lock);
   if (atomic_exchange(&c->lost, true)) {
     pthread_mutex_unlock(&C->lock);
@@ -123,7 +132,9 @@ void distc__worker_lost(distc__conn *c) {
   distc__conn_fail_pending(c);
   if (owned)
     distc__conn_unref(c); /* the table's reference */
-  if (!stopping)
+  if (c->why[0])
+    distc__log(DISTC__LOG_WARN, "worker %d: %s", c->id, c->why);
+  else if (!stopping)
     distc__log(DISTC__LOG_INFO, "worker %d (pid %d on %s) left", c->id,
                (int)c->ospid, c->host);
 }
@@ -142,6 +153,8 @@ static void dispatch(distc__conn *c, distc__frame *f) {
   case DISTC__F_CALL:
     distc__service_enqueue(c, f);
     return; /* the job owns the payload now */
+  case DISTC__F_PING:
+    break; /* its bytes already counted as life */
   default:
     distc__log(DISTC__LOG_WARN, "worker %d sent an unexpected frame (type %u)",
                c->id, f->h.type);
@@ -186,6 +199,7 @@ static void peer_closed(uv_handle_t *h) {
 static void peer_close(peer *p) {
   if (p->closing)
     return;
+  distc__gate_remove(&p->gate);
   if (p->stage == 2)
     epoll_ctl(conn_epfd, EPOLL_CTL_DEL, p->conn->fd, NULL);
   p->closing = 2;
@@ -201,11 +215,65 @@ static void on_workers_io(uv_poll_t *h, int status, int events) {
   int n = epoll_wait(conn_epfd, ev, 64, 0);
   for (int i = 0; i < n; i++) {
     peer *p = ev[i].data.ptr;
-    if (!p->closing && distc__master_pump(p->conn, true) < 0) {
+    if (!p->closing && (ev[i].events & EPOLLOUT) &&
+        distc__conn_flush(p->conn) < 0) {
+      distc__worker_lost(p->conn);
+      peer_close(p);
+    }
+    if (!p->closing && (ev[i].events & ~EPOLLOUT) &&
+        distc__master_pump(p->conn, true) < 0) {
       distc__worker_lost(p->conn);
       peer_close(p);
     }
   }
+}
+
+static bool same_host(const distc__conn *c) {
+  char host[64] = "";
+  gethostname(host, sizeof host - 1);
+  return strcmp(host, c->host) == 0 && c->ospid > 0;
+}
+
+/* A worker silent past its deadline is lost as if it had exited: its calls
+ * fail, pmap and pools move on, and it is killed so it cannot come back
+ * half-way through (one on another host sees its connection shut and exits
+ * when it runs again). */
+static void unresponsive(distc__conn *c, double silent_ns) {
+  bool killed = same_host(c) && kill(c->ospid, SIGKILL) == 0;
+  snprintf(c->why, sizeof c->why,
+           "unresponsive for %.1f s (pid %d on %s): treated as exited%s; "
+           "raise --heartbeat / DISTC_HEARTBEAT_S if it was only slow",
+           silent_ns / 1e9, (int)c->ospid, c->host,
+           killed ? " and killed" : "");
+  distc__worker_lost(c);
+  peer_close(c->epdata);
+}
+
+static void on_live_timer(uv_timer_t *t) {
+  (void)t;
+  distc__cluster *C = &distc__C;
+  static double last;
+  double now = distc__now();
+  /* Stopped (Ctrl-Z) or starved ourselves: restart every clock. */
+  bool late = distc__liveness_late(&last, now);
+  pthread_mutex_lock(&C->lock);
+  int n = C->nids;
+  distc__conn **cs = malloc(sizeof *cs * (size_t)(n ? n : 1));
+  for (int i = 0; cs && i < n; i++) {
+    cs[i] = C->conns[C->ids[i]];
+    atomic_fetch_add(&cs[i]->refs, 1);
+  }
+  pthread_mutex_unlock(&C->lock);
+  for (int i = 0; cs && i < n; i++) {
+    distc__conn *c = cs[i];
+    if (late)
+      distc__conn_forgive(c, now);
+    double silent = atomic_load(&c->lost) ? 0 : distc__conn_silent(c, now);
+    if (silent > 0)
+      unresponsive(c, silent);
+    distc__conn_unref(c);
+  }
+  free(cs);
 }
 
 /* ---- the handshake, master half ---- */
@@ -313,11 +381,12 @@ static void admit(peer *p, uint32_t len) {
   p->conn = c;
   p->fd = -1; /* the connection owns it now */
 
-  /* WELCOME [id, [ids], cma] — sent before the worker becomes visible, so no
-   * call can overtake it. */
+  /* WELCOME [id, [ids], cma, heartbeat s, misses] — sent before the worker
+   * becomes visible, so no call can overtake it.  The worker takes our
+   * liveness settings, so both ends agree on the deadline. */
   distc__enc e;
   distc__enc_init(&e);
-  msgpack_pack_array(&e.pk, 3);
+  msgpack_pack_array(&e.pk, 5);
   msgpack_pack_int(&e.pk, id);
   msgpack_pack_array(&e.pk, (size_t)C->nids + 1);
   int k = 0;
@@ -330,6 +399,8 @@ static void admit(peer *p, uint32_t len) {
     msgpack_pack_true(&e.pk);
   else
     msgpack_pack_false(&e.pk);
+  msgpack_pack_double(&e.pk, distc__liveness_get()->interval_ns / 1e9);
+  msgpack_pack_int(&e.pk, distc__liveness_get()->misses);
   int rc = distc__send_encoded(c, DISTC__F_WELCOME, 0, 0, &e);
   distc__enc_destroy(&e);
   if (rc < 0) {
@@ -365,6 +436,11 @@ static void admit(peer *p, uint32_t len) {
              (int)ospid, host);
 }
 
+static void on_handshake_timeout(uv_timer_t *t) {
+  distc__gate_drop(DISTC__DROP_SLOW, distc__now());
+  peer_close(t->data);
+}
+
 static void on_handshake(uv_poll_t *h, int status, int events) {
   (void)events;
   peer *p = h->data;
@@ -393,9 +469,7 @@ static void on_handshake(uv_poll_t *h, int status, int events) {
     distc__mac(C->secret, "worker", p->nonce, nonce_w, expect);
     if (memcmp(p->buf, "DSTC", 4) != 0 || p->buf[4] != DISTC__PROTO_VERSION ||
         !distc__mac_equal(expect, p->buf + 8 + DISTC__NONCE_LEN)) {
-      distc__log(DISTC__LOG_WARN, "dropped a connection that failed "
-                                  "authentication (wrong secret or not a "
-                                  "distc worker)");
+      distc__gate_drop(DISTC__DROP_AUTH, distc__now());
       goto drop;
     }
     distc__mac(C->secret, "master", nonce_w, p->nonce, mine);
@@ -403,6 +477,10 @@ static void on_handshake(uv_poll_t *h, int status, int events) {
       goto drop;
     p->stage = 1;
     p->have = 0;
+    /* Authenticated: out of the gate, with the rest of the handshake's
+     * time to send its HELLO. */
+    distc__gate_remove(&p->gate);
+    uv_timer_start(&p->timer, on_handshake_timeout, HANDSHAKE_TIMEOUT_MS, 0);
     return;
   }
   if (p->have == DISTC__HDR_LEN) {
@@ -419,11 +497,39 @@ drop:
   peer_close(p);
 }
 
-static void on_handshake_timeout(uv_timer_t *t) {
-  distc__log(DISTC__LOG_WARN, "dropped a connection that did not complete "
-                              "the handshake in time");
-  peer_close(t->data);
+static void on_listen(uv_poll_t *h, int status, int events);
+
+static void listeners(bool on) {
+  distc__cluster *C = &distc__C;
+  uv_poll_t *ls[] = {&C->listen_poll, C->local_fd >= 0 ? &C->local_poll : NULL,
+                     remote_polling ? &C->remote_poll : NULL};
+  for (size_t i = 0; i < DISTC__ARRAY_LEN(ls); i++)
+    if (ls[i]) {
+      if (on)
+        uv_poll_start(ls[i], UV_READABLE, on_listen);
+      else
+        uv_poll_stop(ls[i]);
+    }
 }
+
+static void on_accept_timer(uv_timer_t *t) {
+  (void)t;
+  accept_paused = false;
+  if (!stopping)
+    listeners(true);
+}
+
+/* Stops accepting for ms: the connections wait in the kernel's backlog,
+ * and the listening sockets, which stay readable, cannot make us spin. */
+static void pause_accepting(int ms) {
+  if (accept_paused)
+    return;
+  accept_paused = true;
+  listeners(false);
+  uv_timer_start(&accept_timer, on_accept_timer, (uint64_t)ms, 0);
+}
+
+#define ACCEPT_BATCH 32 /* per wake-up, so handshakes get turns */
 
 static void on_listen(uv_poll_t *h, int status, int events) {
   (void)events;
@@ -431,10 +537,33 @@ static void on_listen(uv_poll_t *h, int status, int events) {
   int lfd;
   if (status < 0 || uv_fileno((uv_handle_t *)h, &lfd) != 0)
     return;
-  for (;;) {
-    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0)
+  for (int k = 0; k < ACCEPT_BATCH; k++) {
+    double now = distc__now();
+    distc__gate_entry *old;
+    int wait_ms = distc__gate_room(now, &old);
+    if (wait_ms > 0) {
+      pause_accepting(wait_ms);
       return;
+    }
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+          errno == ENOMEM) {
+        /* Out of descriptors: free the oldest unauthenticated one if it
+         * had its chance, and look again shortly. */
+        if ((old = distc__gate_oldest()) &&
+            now - old->born >= DISTC__GATE_MIN_AGE_MS * 1e6) {
+          distc__gate_drop(DISTC__DROP_EVICTED, now);
+          peer_close(PEER_OF_GATE(old));
+        }
+        pause_accepting(50);
+      }
+      return;
+    }
+    if (old) {
+      distc__gate_drop(DISTC__DROP_EVICTED, now);
+      peer_close(PEER_OF_GATE(old));
+    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     peer *p = calloc(1, sizeof *p);
@@ -450,12 +579,15 @@ static void on_listen(uv_poll_t *h, int status, int events) {
     uv_poll_init(&C->loop, &p->poll, fd);
     uv_timer_init(&C->loop, &p->timer);
     p->poll.data = p->timer.data = p;
+    distc__gate_add(&p->gate, now);
     if (send(fd, m1, sizeof m1, MSG_NOSIGNAL) != sizeof m1) {
       peer_close(p);
       continue;
     }
     uv_poll_start(&p->poll, UV_READABLE, on_handshake);
-    uv_timer_start(&p->timer, on_handshake_timeout, HANDSHAKE_TIMEOUT_MS, 0);
+    /* A worker answers at once; a short first deadline keeps idle
+     * connections from holding their descriptors. */
+    uv_timer_start(&p->timer, on_handshake_timeout, DISTC__GATE_FIRST_MS, 0);
   }
 }
 
@@ -480,8 +612,11 @@ static void on_wake(uv_async_t *a) {
   pthread_mutex_lock(&C->lock);
   if (C->remote_pending && !stopping) {
     C->remote_pending = false;
-    if (uv_poll_init(&C->loop, &C->remote_poll, C->remote_fd) == 0)
-      uv_poll_start(&C->remote_poll, UV_READABLE, on_listen);
+    if (uv_poll_init(&C->loop, &C->remote_poll, C->remote_fd) == 0) {
+      remote_polling = true;
+      if (!accept_paused)
+        uv_poll_start(&C->remote_poll, UV_READABLE, on_listen);
+    }
   }
   pthread_mutex_unlock(&C->lock);
   if (stopping)
@@ -490,6 +625,7 @@ static void on_wake(uv_async_t *a) {
 
 static void io_main(void *arg) {
   (void)arg;
+  distc__conn_set_io_thread();
   uv_run(&distc__C.loop, UV_RUN_DEFAULT);
 }
 
@@ -853,11 +989,21 @@ int distc__master_init(void) {
       uv_poll_start(&C->listen_poll, UV_READABLE, on_listen) ||
       uv_poll_init(&C->loop, &conn_poll, conn_epfd) ||
       uv_poll_start(&conn_poll, UV_READABLE, on_workers_io) ||
+      uv_timer_init(&C->loop, &live_timer) ||
+      uv_timer_init(&C->loop, &accept_timer) ||
       (C->local_fd >= 0 &&
        (uv_poll_init(&C->loop, &C->local_poll, C->local_fd) ||
         uv_poll_start(&C->local_poll, UV_READABLE, on_listen)))) {
     rc = distc__seterr(DISTC_EIO, "cannot set up the event loop");
     goto fail;
+  }
+  live_timer.data = accept_timer.data = NULL; /* not a peer's (close_walk) */
+  double beat = distc__liveness_get()->interval_ns / 1e6;
+  if (beat > 0) {
+    /* Four looks per interval: a silent peer is lost within a quarter
+     * interval of its deadline. */
+    uint64_t every = beat / 4 < 5 ? 5 : (uint64_t)(beat / 4);
+    uv_timer_start(&live_timer, on_live_timer, every, every);
   }
   if (uv_thread_create(&C->io_thread, io_main, NULL) != 0) {
     rc = distc__seterr(DISTC_EIO, "cannot start the I/O thread");
@@ -1081,16 +1227,18 @@ static int remove_workers(const int *ids, int n) {
   if (!cs)
     return distc__seterr(DISTC_ENOMEM, "out of memory");
   int rc = 0;
+  /* The grace period starts before anything is sent, and EXIT is queued,
+   * never waited on: a stopped worker with a full socket cannot hold us. */
+  double deadline = distc__now() + grace * 1e9;
   for (int i = 0; i < n; i++) {
     cs[i] = distc__conn_get(ids[i]);
     if (!cs[i] && ids[i] != DISTC_MASTER && !rc)
       rc = distc__seterr(DISTC_ENOENT, "there is no worker %d to remove",
                          ids[i]);
     if (cs[i])
-      distc__conn_send(cs[i], DISTC__F_EXIT, 0, 0, NULL, 0);
+      distc__conn_send_nowait(cs[i], DISTC__F_EXIT, 0, 0, NULL, 0);
   }
   /* Wait for each to hang up; the I/O thread notices. */
-  double deadline = distc__now() + grace * 1e9;
   for (int i = 0; i < n; i++) {
     while (cs[i] && !atomic_load(&cs[i]->lost) && distc__now() < deadline) {
       pthread_mutex_lock(&C->lock);
@@ -1155,6 +1303,7 @@ int distc__master_finalize(void) {
   if (conn_epfd >= 0)
     close(conn_epfd);
   conn_epfd = -1;
+  distc__gate_flush();
   pthread_mutex_lock(&C->qlock);
   C->service_running = false;
   pthread_cond_broadcast(&C->qcond);

@@ -5,7 +5,8 @@
  * executor, so a call crosses no thread hand-off on the worker.  After each
  * frame it spins briefly on the socket before sleeping in poll(), since the
  * next call of a busy caller usually follows within microseconds.  A small
- * I/O thread forwards captured output and exits the process the moment the
+ * I/O thread forwards captured output, sends the heartbeats that tell the
+ * master we live (liveness.c), and exits the process the moment the
  * master's connection hangs up, even while a long call runs. */
 #include <errno.h>
 #include <netdb.h>
@@ -240,11 +241,15 @@ static void handshake(int fd, const unsigned char *secret, int index,
   const msgpack_object *f0 = &root->via.array.ptr[0];
   if (hdr[4] == DISTC__F_REFUSE && f0->type == MSGPACK_OBJECT_STR)
     die("refused by the master: %.*s", (int)f0->via.str.size, f0->via.str.ptr);
+  const msgpack_object *w = root->via.array.ptr;
   if (hdr[4] != DISTC__F_WELCOME || f0->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
-      root->via.array.size != 3 ||
-      root->via.array.ptr[1].type != MSGPACK_OBJECT_ARRAY ||
-      root->via.array.ptr[2].type != MSGPACK_OBJECT_BOOLEAN)
+      root->via.array.size != 5 || w[1].type != MSGPACK_OBJECT_ARRAY ||
+      w[2].type != MSGPACK_OBJECT_BOOLEAN ||
+      w[3].type != MSGPACK_OBJECT_FLOAT64 ||
+      w[4].type != MSGPACK_OBJECT_POSITIVE_INTEGER || !(w[3].via.f64 >= 0) ||
+      w[4].via.u64 < 1 || w[4].via.u64 > 1000000)
     die("the master sent a malformed welcome");
+  distc__liveness_set(w[3].via.f64 * 1e9, (int)w[4].via.u64);
   *id = (int)f0->via.u64;
   *cma = root->via.array.ptr[2].via.boolean;
   /* The membership as of our joining: what distc_workers() says here. */
@@ -272,6 +277,13 @@ static void on_hangup(uv_poll_t *h, int status, int events) {
    * worker is exactly what must never exist. */
   distc__shared_orphaned();
   _exit(1);
+}
+
+/* The worker's heartbeat comes from this thread, not from the main one, so
+ * a worker busy in a long call is still heard from. */
+static void on_beat(uv_timer_t *t) {
+  (void)t;
+  distc__conn_heartbeat(distc__C.master);
 }
 
 static void io_main(void *arg) {
@@ -347,6 +359,20 @@ int distc__worker_main(void) {
   uv_poll_start(&out_poll, UV_READABLE, on_output);
   uv_poll_init(&wloop, &hup_poll, fd);
   uv_poll_start(&hup_poll, UV_DISCONNECT, on_hangup);
+  static uv_timer_t beat_timer;
+  double beat = distc__liveness_get()->interval_ns / 1e6;
+  if (beat > 0) {
+    uint64_t every = beat / 2 < 5 ? 5 : (uint64_t)(beat / 2);
+    uv_timer_init(&wloop, &beat_timer);
+    uv_timer_start(&beat_timer, on_beat, every, every);
+    /* The worker does not judge its master by silence: a master stopped
+     * with Ctrl-Z (workers are in process groups of their own) must find
+     * its workers when it resumes.  But a master whose host vanished never
+     * acknowledges our heartbeats, and over TCP that ends the connection
+     * after the deadline, so the worker exits instead of lingering. */
+    unsigned int ms = (unsigned int)(beat * distc__liveness_get()->misses);
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
+  }
   uv_thread_t io;
   if (uv_thread_create(&io, io_main, NULL) != 0)
     die("cannot start the I/O thread");

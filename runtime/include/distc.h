@@ -285,6 +285,13 @@ DISTC_API int distc_spawnat(int pid, const char *fn, const distc_value *args,
  * DISTC_ENOTREG, DISTC_EPROCEXIT) and distc_errmsg() says where. */
 DISTC_API int distc_fetch(distc_future *f, distc_value **result);
 DISTC_API int distc_wait(distc_future *f);
+/* As distc_fetch and distc_wait, but give up after timeout_s seconds with
+ * DISTC_ETIMEDOUT; the call goes on and f stays valid (fetch it again
+ * later).  A worker that stops answering altogether is found by the
+ * liveness check instead (DISTC_EPROCEXIT, see distc(7)). */
+DISTC_API int distc_fetch_timeout(distc_future *f, double timeout_s,
+                                  distc_value **result);
+DISTC_API int distc_wait_timeout(distc_future *f, double timeout_s);
 /* Waits for all n futures (Julia's @sync); returns the first error. */
 DISTC_API int distc_wait_all(distc_future *const *fs, size_t n);
 DISTC_API bool distc_isready(distc_future *f);

@@ -106,7 +106,7 @@ check "-V is --version" test "$rc" -eq 0 -a "$(cat "$T/out")" = "distc-launch 0.
 launch --help
 check "--help prints usage on stdout, exit 0" \
   grep -q "^usage: distc-launch \[options\] PROGRAM" "$T/out"
-for opt in --procs --dir --exename --env --timeout --manager --bind \
+for opt in --procs --dir --exename --env --timeout --heartbeat --manager --bind \
   --blas-threads --verbose --dry-run --help --version; do
   if ! grep -qF -- "$opt" "$T/out"; then
     not_ok "--help mentions $opt"
@@ -145,6 +145,8 @@ usage_error "--timeout 0" "--timeout wants" --timeout 0 /bin/true
 usage_error "--timeout -1" "--timeout wants" --timeout=-1 /bin/true
 usage_error "--timeout without a value" "--timeout needs a value" --timeout
 usage_error "--blas-threads 0" "--blas-threads wants" --blas-threads 0 /bin/true
+usage_error "--heartbeat abc" "--heartbeat wants seconds between heartbeats" --heartbeat abc /bin/true
+usage_error "--heartbeat -1" "--heartbeat wants" --heartbeat=-1 /bin/true
 usage_error "--dir that does not exist" "--dir" --dir "$T/nowhere" /bin/true
 usage_error "--exename not found" "--exename distc-no-such-program-xyz not found" \
   --exename distc-no-such-program-xyz /bin/true
@@ -225,6 +227,9 @@ check "--exename runs on the workers, the program on the master" \
   test "$(worker_lines | grep -c ' /bin/echo$')" -eq 2
 check "--dir is the working directory" test "$(grep -c "cd $T/a-directory &&" "$T/err")" -eq 3
 check "--timeout reaches the master" grep -q ' DISTC_TIMEOUT=2.5 ' "$T/err"
+launch --dry-run -p 1 --heartbeat 5 --heartbeat 0.25 /bin/true
+check "--heartbeat reaches the master, the later one wins" \
+  test "$(grep -c ' DISTC_HEARTBEAT_S=0.25 ' "$T/err")" -eq 2 -a "$(grep -c 'DISTC_HEARTBEAT_S=5' "$T/err")" -eq 0
 launch --dry-run -p4 -- /bin/true -p 9
 check "-p4 and -- work; the program's own options are its own" \
   test "$rc" -eq 0 -a "$(worker_lines | wc -l)" -eq 4 -a "$(worker_lines | grep -c ' /bin/true -p 9$')" -eq 4

@@ -169,6 +169,15 @@ static void test_master_side(void) {
   send(fd, "DSTC", 4, MSG_NOSIGNAL);
   usleep(100000);
   CHECK(distc_nprocs() == 1, "a partial handshake admits nobody");
+  /* ... and it is dropped after the short first-message deadline, not the
+   * whole handshake's 10 s. */
+  double t0 = distc__now();
+  bool gone = false;
+  while (!gone && distc__now() - t0 < 6e9)
+    gone = closed_by_master(fd);
+  double took = (distc__now() - t0) / 1e9;
+  CHECK(gone && took < DISTC__GATE_FIRST_MS / 1e3 + 1.5,
+        "a silent connection was dropped after %.1f s", took);
   close(fd);
 
   /* Wrong secret: the master never answers with its MAC. */
