@@ -37,6 +37,12 @@ typedef struct distc__launch_opts {
    * strings point into argv) */
   distc__mopt *mopts;
   int nmopts;
+  /* elastic join: --listen [ADDR:]PORT and --join HOST:PORT (or NULL),
+   * --join-key FILE (or NULL), --min-workers (-1: every worker started) */
+  const char *listen;
+  const char *join;
+  const char *join_key;
+  int min_workers;
 } distc__launch_opts;
 
 /* Parses main's argv.  Returns 0 to run, 1 when it printed what was asked
@@ -45,6 +51,26 @@ typedef struct distc__launch_opts {
  * distc__options_free() whatever it returned. */
 int distc__options_parse(int argc, char **argv, distc__launch_opts *o);
 void distc__options_free(distc__launch_opts *o);
+
+/* ---- join.c -------------------------------------------------------------- */
+
+/* The door --listen opens: a listening socket handed to the master, the
+ * address published, and the key file written (removed by close). */
+typedef struct distc__door {
+  int fd; /* -1: none (a dry run) */
+  char addr[256];
+  char key[4096];
+  bool written; /* the key file is ours to remove */
+} distc__door;
+
+/* Opens o->listen, writes secret to the key file and prints where workers
+ * join and how.  In a dry run only the names are filled in. */
+int distc__door_open(const distc__launch_opts *o, const unsigned char *secret,
+                     distc__door *d);
+void distc__door_close(distc__door *d);
+/* --join: runs the program as -p N (default 1) workers that join the
+ * master at o->join with o->join_key, waits for them; the exit status. */
+int distc__join_run(const distc__launch_opts *o);
 
 /* ---- topology.c --------------------------------------------------------- */
 

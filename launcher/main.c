@@ -87,6 +87,7 @@ int main(int argc, char **argv) {
   char master_addr[64], local_addr[64] = "";
   int listen_fd = -1, port = 0, control_fd = -1, local_fd = -1;
   bool signals = false;
+  distc__door door = {.fd = -1};
   pid_t master = -1;
   int code, rc;
 
@@ -94,6 +95,10 @@ int main(int argc, char **argv) {
   rc = distc__options_parse(argc, argv, &o);
   if (rc != 0) {
     code = rc > 0 ? 0 : fail(DISTC__EXIT_USAGE);
+    goto free_opts;
+  }
+  if (o.join != NULL) {
+    code = distc__join_run(&o);
     goto free_opts;
   }
   st = (distc__startup){
@@ -104,6 +109,7 @@ int main(int argc, char **argv) {
       .procs = o.nworkers,
       .procs_given = o.procs_given,
       .blas_threads = o.blas_threads,
+      .outside_only = o.listen != NULL && !o.procs_given && o.nmopts == 0,
       .timeout_s = o.timeout_s,
       .verbose = o.verbose,
       .dry_run = o.dry_run,
@@ -152,6 +158,10 @@ int main(int argc, char **argv) {
   } else {
     snprintf(master_addr, sizeof master_addr, "127.0.0.1:<port>");
   }
+  if (o.listen != NULL && (rc = distc__door_open(&o, secret, &door)) != 0) {
+    code = fail(rc == DISTC_EINVAL ? DISTC__EXIT_USAGE : DISTC__EXIT_FAILURE);
+    goto close_listener;
+  }
 
   int started = st.count;
   distc__startup_run run = {
@@ -184,6 +194,10 @@ int main(int argc, char **argv) {
       .timeout_s = o.timeout_s,
       .verbose = o.verbose,
       .dry_run = o.dry_run,
+      .join_fd = door.fd,
+      .join_addr = o.listen != NULL ? door.addr : NULL,
+      .join_key = o.listen != NULL ? door.key : NULL,
+      .min_workers = o.min_workers,
   };
   rc = distc__spawn_master(&ms, &master, &control_fd);
   if (rc != 0) {
@@ -200,6 +214,9 @@ int main(int argc, char **argv) {
   if (local_fd >= 0)
     close(local_fd);
   local_fd = -1;
+  if (door.fd >= 0)
+    close(door.fd); /* the master's now; the key file stays till the end */
+  door.fd = -1;
 
   distc__supervision sv = {
       .m = &st.m,
@@ -214,6 +231,7 @@ int main(int argc, char **argv) {
   code = distc__supervise(&sv);
 
 close_listener:
+  distc__door_close(&door);
   if (listen_fd >= 0)
     close(listen_fd);
   if (local_fd >= 0)

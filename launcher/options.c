@@ -32,6 +32,10 @@ enum opt_id {
   OPT_DRY_RUN,
   OPT_HELP,
   OPT_VERSION,
+  OPT_LISTEN,
+  OPT_JOIN,
+  OPT_JOIN_KEY,
+  OPT_MIN_WORKERS,
   OPT_MANAGER_OPT, /* handed to the cluster manager as it is */
 };
 
@@ -57,6 +61,10 @@ static const opt_def opt_defs[] = {
     {"dry-run", 0, false, OPT_DRY_RUN},
     {"help", 'h', false, OPT_HELP},
     {"version", 'V', false, OPT_VERSION},
+    {"listen", 0, true, OPT_LISTEN},
+    {"join", 0, true, OPT_JOIN},
+    {"join-key", 0, true, OPT_JOIN_KEY},
+    {"min-workers", 0, true, OPT_MIN_WORKERS},
 };
 /* clang-format on */
 
@@ -84,7 +92,23 @@ static const char usage_common[] =
     "                       least 1)\n"
     "  -v, --verbose        say which manager was chosen and print every\n"
     "                       command started\n"
-    "      --dry-run        print the commands, start nothing\n";
+    "      --dry-run        print the commands, start nothing\n"
+    "\n"
+    "workers that join from outside (elastic join):\n"
+    "      --listen [ADDR:]PORT\n"
+    "                       also take in workers started by anyone, joining\n"
+    "                       at ADDR:PORT (PORT 0: any); prints the address\n"
+    "                       and the key file to give them; without -p no\n"
+    "                       worker is started here\n"
+    "      --join-key FILE  the key file (mode 0600) --listen writes, or\n"
+    "                       --join reads (default with --listen:\n"
+    "                       ~/.distc/join-HOST-PID.key, removed at the end)\n"
+    "      --min-workers N  start the master once N workers are present\n"
+    "                       (default: every worker started); more keep\n"
+    "                       joining\n"
+    "      --join HOST:PORT run PROGRAM as a worker (-p N: N of them) that\n"
+    "                       joins the master listening there, with\n"
+    "                       --join-key FILE\n";
 static const char usage_tail[] =
     "\n"
     "  -h, --help           print this help and exit\n"
@@ -408,6 +432,34 @@ static int apply(const opt_def *d, const char *v, distc__launch_opts *o,
   case OPT_VERSION:
     printf("distc-launch %s\n", DISTC_VERSION);
     return 1;
+  case OPT_LISTEN:
+    if (v[0] == '\0')
+      return distc__seterr(DISTC_EINVAL, "--listen wants [ADDR:]PORT; e.g. "
+                           "--listen 9000");
+    o->listen = v;
+    return 0;
+  case OPT_JOIN:
+    if (v[0] == '\0' || strrchr(v, ':') == NULL)
+      return distc__seterr(DISTC_EINVAL, "--join wants HOST:PORT, the "
+                           "address the master printed, got '%s'", v);
+    o->join = v;
+    return 0;
+  case OPT_JOIN_KEY:
+    if (v[0] == '\0')
+      return distc__seterr(DISTC_EINVAL, "--join-key wants a file name");
+    o->join_key = v;
+    return 0;
+  case OPT_MIN_WORKERS: {
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (v[0] == '\0' || *end != '\0' || errno != 0 || n < 0 ||
+        n > MAX_WORKERS)
+      return distc__seterr(DISTC_EINVAL, "--min-workers wants a number of "
+                           "workers >= 0, got '%s'; e.g. --min-workers 4", v);
+    o->min_workers = (int)n;
+    return 0;
+  }
   case OPT_MANAGER_OPT:
     if (d->has_arg && v[0] == '\0')
       return distc__seterr(DISTC_EINVAL,
@@ -424,7 +476,8 @@ int distc__options_parse(int argc, char **argv, distc__launch_opts *o) {
   int rc = 0;
   int i;
 
-  *o = (distc__launch_opts){.timeout_s = DEFAULT_TIMEOUT_S};
+  *o = (distc__launch_opts){.timeout_s = DEFAULT_TIMEOUT_S,
+                            .min_workers = -1};
   /* Every --env takes at least one word, so argc entries always suffice. */
   o->env = calloc((size_t)argc + 1, sizeof *o->env);
   o->mopts = calloc((size_t)argc + 1, sizeof *o->mopts);
@@ -500,6 +553,20 @@ int distc__options_parse(int argc, char **argv, distc__launch_opts *o) {
   rc = resolve_program("program", argv[i], &o->program);
   if (rc != 0)
     return rc;
+  if (o->join != NULL && (o->listen != NULL || o->min_workers >= 0 ||
+                          o->nmopts > 0 || o->manager != NULL))
+    return distc__seterr(DISTC_EINVAL,
+                         "--join starts workers of a master running "
+                         "elsewhere; it takes no --listen, --min-workers or "
+                         "manager options");
+  if (o->join != NULL && o->join_key == NULL)
+    return distc__seterr(DISTC_EINVAL, "--join needs --join-key FILE, the "
+                         "key file the master's --listen printed");
+  if (o->join == NULL && o->listen == NULL &&
+      (o->join_key != NULL || o->min_workers >= 0))
+    return distc__seterr(DISTC_EINVAL, "--%s is about workers that join: "
+                         "give --listen [ADDR:]PORT too",
+                         o->join_key ? "join-key" : "min-workers");
   /* Checked here when workers run on this host.  For workers on other hosts
    * only, it is looked for there: a path is made absolute (from our
    * directory, as the local case reads it), a bare name is left to their

@@ -293,6 +293,29 @@ int distc__service_post(void (*fn)(void *arg), void *arg);
  * set (tests use it to fake a worker on another host), else gethostname. */
 void distc__hostname(char *buf, size_t n);
 
+/* ---- join.c: elastic membership ---- */
+/* Master: a worker joined (after it is in the table) or left; bumps the
+ * generation on a join and queues the members callback. */
+void distc__members_note(int id, bool joined);
+/* Changes with every join: pmap and default pools look for newcomers when
+ * it moved. */
+unsigned distc__members_gen(void);
+/* Master init: takes over the door distc-launch --listen opened. */
+int distc__join_adopt(void);
+/* I/O thread, on every wake-up: starts polling a newly opened door. */
+void distc__join_on_wake(uv_loop_t *loop);
+/* Finalize: no more callbacks (first); then, once the I/O thread has
+ * ended, closes the door and removes a key file distc_listen wrote. */
+void distc__join_stop(void);
+void distc__join_close(void);
+/* distc_init of a process with DISTC_JOIN set: joins; never returns. */
+int distc__join_main(void);
+/* master.c: accepts on a listening socket (the poll's fd) and starts the
+ * handshake of each connection. */
+void distc__master_on_listen(uv_poll_t *h, int status, int events);
+/* pool.c: whether p is a default pool (follows the membership). */
+bool distc__pool_follows(distc_pool *p);
+
 /* ---- shared.c ---- */
 /* Worker: derives the names of this run's shared memory segments from the
  * cluster secret, before the worker forgets it. */
