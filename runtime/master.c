@@ -364,6 +364,7 @@ static void admit(peer *p, uint32_t len) {
   C->nids++;
   pthread_cond_broadcast(&C->changed);
   pthread_mutex_unlock(&C->lock);
+  distc__members_note(id, true);
 
   /* From now on the worker's socket is read through conn_epfd. */
   uv_poll_stop(&p->poll);
@@ -377,7 +378,6 @@ static void admit(peer *p, uint32_t len) {
     return;
   }
   p->stage = 2;
-  distc__members_note(id, true);
   distc__log(DISTC__LOG_INFO, "worker %d joined (pid %d on %s)", id,
              (int)ospid, host);
 }
