@@ -62,8 +62,8 @@ static void print_started(void) {
 }
 
 static int case_pmap(int n, int ms) {
-  print_started();
   OK(distc_on_members(on_members, NULL));
+  print_started();
   distc_value *items = distc_list((size_t)n);
   for (int i = 0; i < n; i++)
     distc_list_set(items, (size_t)i, distc_int(i));
@@ -94,8 +94,8 @@ static int case_pmap(int n, int ms) {
 }
 
 static int case_members(int want) {
-  print_started();
   OK(distc_on_members(on_members, NULL));
+  print_started();
   int got = distc_wait_workers(want, 60);
   CHECK(got >= want, "wait_workers: %d %s", got, distc_errmsg());
   printf("present %d\n", got);

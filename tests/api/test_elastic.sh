@@ -103,7 +103,8 @@ if wait_for '^started' 200 "$tmp/out2"; then
   check "the departure is announced" 'grep -q "^left" "$tmp/out2"'
   check "pmap and the default pool after the departure" \
     'grep -q "after departure ok" "$tmp/out2"'
-  check "nobody else joined" '[ "$(grep -c "^joined" "$tmp/out2")" -eq 2 ]'
+  check "the refused ones never joined: 2 workers after the departure" \
+    'grep -q "^departure seen, 2 workers" "$tmp/out2"'
   wait_pid $B 100
 else
   bad "members master started"; cat "$tmp/out2" "$tmp/err2"
