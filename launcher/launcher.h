@@ -16,13 +16,6 @@ enum {
 
 /* ---- options.c ---------------------------------------------------------- */
 
-/* An option that belongs to a cluster manager (--hosts, --tunnel, ...):
- * passed to it as given, after it is chosen. */
-typedef struct distc__manager_opt {
-  const char *name;  /* long name without "--" */
-  const char *value; /* NULL for a flag; points into argv */
-} distc__manager_opt;
-
 typedef struct distc__launch_opts {
   int nworkers;        /* 0: auto, one per physical core */
   bool procs_given;    /* -p was on the command line */
@@ -32,14 +25,17 @@ typedef struct distc__launch_opts {
                           strings point into argv) */
   double timeout_s;    /* --timeout, default 60 */
   const char *manager; /* --manager, or NULL */
+  const char *launcher; /* --launcher, or NULL */
   bool bind;           /* --bind */
   int blas_threads;    /* --blas-threads, 0: automatic */
   bool verbose;
   bool dry_run;
   char *program; /* the program, absolute (owned) */
   char **argv;   /* its argv, argv[0] as typed (points into argv) */
-  distc__manager_opt *mopts; /* manager options in command-line order
-                                (array owned) */
+  /* options of the managers' halves (--hosts, --tunnel, ...) in
+   * command-line order, handed to the start-up path (array owned; the
+   * strings point into argv) */
+  distc__mopt *mopts;
   int nmopts;
 } distc__launch_opts;
 
@@ -61,28 +57,6 @@ void distc__topology_close(distc__topology *t);
 int distc__topology_cores(const distc__topology *t);
 /* OS index of the first PU of core (core mod cores), for sched_setaffinity. */
 int distc__topology_core_cpu(const distc__topology *t, int core);
-
-/* ---- master.c ----------------------------------------------------------- */
-
-typedef struct distc__master_spec {
-  const char *path;            /* executable, absolute */
-  char *const *argv;           /* argv[0] included, NULL-terminated */
-  const char *dir;             /* working directory; NULL: inherit */
-  const char *const *env;      /* --env entries, NULL-terminated */
-  int listen_fd;               /* the listening socket (-1 in a dry run) */
-  int local_fd;                /* the same-host socket (-1: none) */
-  const unsigned char *secret; /* DISTC_SECRET_LEN bytes */
-  int nworkers;
-  double timeout_s;
-  bool verbose; /* print the exact command */
-  bool dry_run; /* print, start nothing */
-} distc__master_spec;
-
-/* Starts the master in our process group with the DISTC_* master contract.
- * *control_fd receives the read end (close-on-exec, owned by the caller) of
- * the pipe the master reports on; -1 in a dry run. */
-int distc__master_spawn(const distc__master_spec *ms, pid_t *pid,
-                        int *control_fd);
 
 /* ---- supervise.c -------------------------------------------------------- */
 

@@ -77,40 +77,11 @@ static int fail(int code) {
   return code;
 }
 
-/* The manager the command line asks for: --manager, else the one whose
- * options were given (--hosts means ssh), else NULL (environment and
- * detection decide). */
-static const char *chosen_manager(const distc__launch_opts *o) {
-  if (o->manager != NULL || o->nmopts == 0)
-    return o->manager;
-  const distc_manager_ops *ops = distc_manager_for_option(o->mopts[0].name);
-  return ops ? ops->name : NULL;
-}
-
-/* Hands the manager its options, each checked against what it honours. */
-static int configure_manager(distc_manager *m, const distc__launch_opts *o) {
-  int rc = distc_manager_set_common(m, o->timeout_s, o->verbose, o->dry_run);
-  for (int i = 0; i < o->nmopts && rc == 0; i++) {
-    const distc__manager_opt *mo = &o->mopts[i];
-    if (!distc_manager_has_option(m, mo->name)) {
-      const distc_manager_ops *owner = distc_manager_for_option(mo->name);
-      return distc__seterr(DISTC_EINVAL,
-                           "--%s is an option of the %s manager, not of %s; "
-                           "drop it, or use --manager %s",
-                           mo->name, owner ? owner->name : "?", m->ops->name,
-                           owner ? owner->name : "?");
-    }
-    rc = m->ops->set_option(m->state, mo->name, mo->value);
-  }
-  return rc;
-}
-
 int main(int argc, char **argv) {
   distc__launch_opts o;
-  distc_manager m = {0};
+  distc__startup st = {0};
+  bool planned = false;
   distc__topology *topo = NULL;
-  distc_host *hosts = NULL;
-  int nhosts = 0;
   int *bind_cpu = NULL;
   unsigned char secret[DISTC_SECRET_LEN] = {0};
   char master_addr[64], local_addr[64] = "";
@@ -119,97 +90,53 @@ int main(int argc, char **argv) {
   pid_t master = -1;
   int code, rc;
 
+  distc__log_setname("distc-launch");
   rc = distc__options_parse(argc, argv, &o);
   if (rc != 0) {
     code = rc > 0 ? 0 : fail(DISTC__EXIT_USAGE);
     goto free_opts;
   }
-  /* Options that belong to one manager choose it; say which, when asked. */
-  bool implied = o.manager == NULL && o.nmopts > 0;
-  rc = distc_manager_open(&m, chosen_manager(&o), o.verbose && !implied);
-  if (rc == 0 && o.verbose && implied) {
-    const char *by = o.mopts[0].name;
-    for (int i = 0; i < o.nmopts; i++)
-      if (strcmp(o.mopts[i].name, "hosts") == 0 ||
-          strcmp(o.mopts[i].name, "hostfile") == 0)
-        by = o.mopts[i].name;
-    fprintf(stderr, "distc-launch: cluster manager %s (implied by --%s)\n",
-            m.ops->name, by);
-  }
+  st = (distc__startup){
+      .manager = o.manager,
+      .launcher = o.launcher,
+      .opts = o.mopts,
+      .nopts = o.nmopts,
+      .procs = o.nworkers,
+      .procs_given = o.procs_given,
+      .blas_threads = o.blas_threads,
+      .timeout_s = o.timeout_s,
+      .verbose = o.verbose,
+      .dry_run = o.dry_run,
+      .who = "distc-launch",
+  };
+  rc = distc__startup_plan(&st);
   if (rc != 0) {
     code = fail(rc == DISTC_EINVAL ? DISTC__EXIT_USAGE : DISTC__EXIT_FAILURE);
     goto free_opts;
   }
-  rc = configure_manager(&m, &o);
-  if (rc != 0) {
-    code = fail(rc == DISTC_EINVAL ? DISTC__EXIT_USAGE : DISTC__EXIT_FAILURE);
-    goto close_manager;
-  }
-  /* A remote manager starts workers here only when -p asks for them. */
-  bool remote = m.ops->remote;
-  bool local_auto = o.nworkers == 0 && (o.procs_given || !remote);
+  planned = true;
+  bool remote = distc__manager_remote(&st.m);
 
-  /* hwloc only when something needs the cores. */
-  int cores = 0;
-  if (local_auto || o.bind || o.blas_threads == 0) {
-    rc = distc__topology_open(&topo);
-    if (rc != 0) {
+  /* hwloc only for --bind: the one thing that needs the machine's map. */
+  if (o.bind) {
+    if ((rc = distc__topology_open(&topo)) != 0) {
       code = fail(DISTC__EXIT_FAILURE);
       goto close_manager;
     }
-    cores = distc__topology_cores(topo);
-  }
-
-  int requested = o.nworkers ? o.nworkers : local_auto ? cores : 0;
-  rc = m.ops->nodes(m.state, requested, &hosts, &nhosts);
-  if (rc != 0) {
-    code = fail(rc == DISTC_EINVAL ? DISTC__EXIT_USAGE : DISTC__EXIT_FAILURE);
-    goto close_topo;
-  }
-  int count = 0;
-  for (int i = 0; i < nhosts; i++)
-    count += hosts[i].slots > 0 ? hosts[i].slots : 0;
-  if (count <= 0) {
-    distc__seterr(DISTC_EINVAL,
-                  "the %s manager has no slots for workers; "
-                  "give -p N",
-                  m.ops->name);
-    code = fail(DISTC__EXIT_FAILURE);
-    goto free_hosts;
-  }
-  int blas = o.blas_threads;
-  if (blas == 0)
-    blas = cores / count > 1 ? cores / count : 1;
-
-  if (o.bind) {
-    bind_cpu = malloc((size_t)count * sizeof *bind_cpu);
+    bind_cpu = malloc((size_t)st.count * sizeof *bind_cpu);
     if (bind_cpu == NULL) {
       distc__seterr(DISTC_ENOMEM, "out of memory");
       code = fail(DISTC__EXIT_FAILURE);
-      goto free_hosts;
+      goto close_manager;
     }
-    for (int k = 0; k < count; k++)
+    for (int k = 0; k < st.count; k++)
       bind_cpu[k] = distc__topology_core_cpu(topo, k);
   }
-  if (o.verbose && remote)
-    fprintf(stderr,
-            "distc-launch: %d workers, %d of them on this host; BLAS/OpenMP "
-            "threads: %s\n",
-            count, requested,
-            o.blas_threads ? "as given" : "cores / workers of each host");
-  else if (o.verbose && cores > 0)
-    fprintf(stderr,
-            "distc-launch: %d workers, %d BLAS/OpenMP threads each "
-            "(%d cores here)\n",
-            count, blas, cores);
-  else if (o.verbose)
-    fprintf(stderr, "distc-launch: %d workers, %d BLAS/OpenMP threads each\n",
-            count, blas);
 
   if (!o.dry_run) {
     if ((rc = fill_secret(secret)) != 0 || (rc = distc__signals_init()) != 0) {
       code = fail(DISTC__EXIT_FAILURE);
-      goto free_bind;
+      goto close_manager;
     }
     signals = true;
     if ((rc = open_listener(remote, &listen_fd, &port)) != 0) {
@@ -217,8 +144,8 @@ int main(int argc, char **argv) {
       goto restore_signals;
     }
     snprintf(master_addr, sizeof master_addr, "127.0.0.1:%d", port);
-    if ((rc = distc_local_listener(local_addr, sizeof local_addr,
-                                   &local_fd)) != 0) {
+    if ((rc = distc__local_listener(local_addr, sizeof local_addr,
+                                    &local_fd)) != 0) {
       code = fail(DISTC__EXIT_FAILURE);
       goto close_listener;
     }
@@ -226,25 +153,20 @@ int main(int argc, char **argv) {
     snprintf(master_addr, sizeof master_addr, "127.0.0.1:<port>");
   }
 
-  int started = count;
-  distc_launch_spec spec = {
-      .count = count,
-      .first_index = 0,
+  int started = st.count;
+  distc__startup_run run = {
       .exename = o.exe_path,
       .argv = o.argv,
       .dir = o.dir,
       .env = o.env,
       .master_addr = master_addr,
-      .secret = secret,
-      .blas_threads = blas,
-      .bind_cpu = bind_cpu,
-      .verbose = o.verbose,
-      .dry_run = o.dry_run,
-      .started = &started,
-      .blas_auto = o.blas_threads == 0,
       .local_addr = local_addr[0] ? local_addr : NULL,
+      .secret = secret,
+      .bind_cpu = bind_cpu,
+      .first_index = 0,
+      .started = &started,
   };
-  rc = m.ops->launch(m.state, &spec);
+  rc = distc__startup_launch(&st, &run);
   if (rc != 0) {
     code = fail(DISTC__EXIT_FAILURE);
     goto close_listener;
@@ -263,10 +185,10 @@ int main(int argc, char **argv) {
       .verbose = o.verbose,
       .dry_run = o.dry_run,
   };
-  rc = distc__master_spawn(&ms, &master, &control_fd);
+  rc = distc__spawn_master(&ms, &master, &control_fd);
   if (rc != 0) {
     code = fail(DISTC__EXIT_FAILURE);
-    distc_manager_stop(&m, SIGKILL, 0, NULL, NULL);
+    distc__manager_stop(&st.m, SIGKILL, 0, NULL, NULL);
     goto close_listener;
   }
   if (o.dry_run) {
@@ -280,7 +202,7 @@ int main(int argc, char **argv) {
   local_fd = -1;
 
   distc__supervision sv = {
-      .m = &m,
+      .m = &st.m,
       .master = master,
       .control_fd = control_fd,
       .nworkers = started,
@@ -299,14 +221,13 @@ close_listener:
 restore_signals:
   if (signals)
     distc__signals_restore();
-free_bind:
-  free(bind_cpu);
-free_hosts:
-  distc_host_free(hosts, nhosts);
-close_topo:
-  distc__topology_close(topo);
 close_manager:
-  distc_manager_close(&m);
+  free(bind_cpu);
+  distc__topology_close(topo);
+  if (planned) {
+    distc__startup_free(&st);
+    distc__manager_close(&st.m);
+  }
 free_opts:
   distc__options_free(&o);
   explicit_bzero(secret, sizeof secret);

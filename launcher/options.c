@@ -25,6 +25,7 @@ enum opt_id {
   OPT_ENV,
   OPT_TIMEOUT,
   OPT_MANAGER,
+  OPT_LAUNCHER,
   OPT_BIND,
   OPT_BLAS,
   OPT_VERBOSE,
@@ -49,26 +50,19 @@ static const opt_def opt_defs[] = {
     {"env", 0, true, OPT_ENV},
     {"timeout", 0, true, OPT_TIMEOUT},
     {"manager", 0, true, OPT_MANAGER},
+    {"launcher", 0, true, OPT_LAUNCHER},
     {"bind", 0, false, OPT_BIND},
     {"blas-threads", 0, true, OPT_BLAS},
     {"verbose", 'v', false, OPT_VERBOSE},
     {"dry-run", 0, false, OPT_DRY_RUN},
     {"help", 'h', false, OPT_HELP},
     {"version", 'V', false, OPT_VERSION},
-    /* the ssh manager's */
-    {"hosts", 0, true, OPT_MANAGER_OPT},
-    {"hostfile", 0, true, OPT_MANAGER_OPT},
-    {"ssh-identity", 0, true, OPT_MANAGER_OPT},
-    {"ssh-config", 0, true, OPT_MANAGER_OPT},
-    {"accept-new-hostkeys", 0, false, OPT_MANAGER_OPT},
-    {"master-addr", 0, true, OPT_MANAGER_OPT},
-    {"tunnel", 0, false, OPT_MANAGER_OPT},
-    {"max-connecting", 0, true, OPT_MANAGER_OPT},
-    {"allow-partial", 0, false, OPT_MANAGER_OPT},
 };
 /* clang-format on */
 
-static const char usage_text[] =
+/* The usage text: the common options here, then each half's options from
+ * the registry (a half shared by several managers is listed once). */
+static const char usage_head[] =
     "usage: distc-launch [options] PROGRAM [ARGS...]\n"
     "\n"
     "Runs PROGRAM, a program linked with libdistc, as the master of a cluster\n"
@@ -82,37 +76,105 @@ static const char usage_text[] =
     "      --env K=V        set K=V for the master and the workers\n"
     "                       (repeatable)\n"
     "      --timeout S      seconds to wait for the workers to connect\n"
-    "                       (default 60, decimals allowed)\n"
-    "      --manager NAME   cluster manager (known: local, ssh); default:\n"
-    "                       implied by the options below, else\n"
-    "                       $DISTC_MANAGER, else detected, else local\n"
+    "                       (default 60, decimals allowed)\n";
+static const char usage_common[] =
     "      --bind           bind worker i to core i mod cores\n"
     "      --blas-threads N OPENBLAS_NUM_THREADS and OMP_NUM_THREADS of each\n"
-    "                       worker (default: cores / workers, at least 1)\n"
+    "                       worker (default: cores / workers of its host, at\n"
+    "                       least 1)\n"
     "  -v, --verbose        say which manager was chosen and print every\n"
     "                       command started\n"
-    "      --dry-run        print the commands, start nothing\n"
-    "\n"
-    "workers on other hosts over SSH (the ssh manager; -p N adds N here):\n"
-    "      --hosts LIST     e.g. node1:2,user@node2:4,node3:2222:auto\n"
-    "      --hostfile FILE  one host per line, also 'host slots=N' and\n"
-    "                       'N*host', with optional dir= and exename=\n"
-    "      --ssh-identity F private key to use (default: the SSH agent, then\n"
-    "                       the identity files of the ssh configuration)\n"
-    "      --ssh-config F   ssh_config file (default ~/.ssh/config and\n"
-    "                       /etc/ssh/ssh_config)\n"
-    "      --accept-new-hostkeys  add keys of hosts not in known_hosts\n"
-    "      --master-addr A  address of this host the workers dial (default:\n"
-    "                       this host's address on each SSH connection)\n"
-    "      --tunnel         workers connect back through the SSH session\n"
-    "      --max-connecting N  hosts connected at once (default 10)\n"
-    "      --allow-partial  start on the hosts that work, leave out others\n"
+    "      --dry-run        print the commands, start nothing\n";
+static const char usage_tail[] =
     "\n"
     "  -h, --help           print this help and exit\n"
     "  -V, --version        print the version and exit\n"
     "\n"
     "Options end at the first word that is not one (or at --); the rest is\n"
     "PROGRAM and its arguments.  See distc-launch(1).\n";
+
+#define HELP_COL 23
+
+/* "      --name ARG" padded to HELP_COL, then the help, each further line of
+ * it indented to HELP_COL. */
+static void usage_option(FILE *f, const distc__option *o) {
+  int n = fprintf(f, "      --%s%s%s", o->name, o->arg ? " " : "",
+                  o->arg ? o->arg : "");
+  const char *h = o->help ? o->help : "";
+  if (n >= HELP_COL - 1) {
+    fputc(' ', f);
+  } else {
+    fprintf(f, "%*s", HELP_COL - n, "");
+  }
+  for (;;) {
+    size_t len = strcspn(h, "\n");
+    fprintf(f, "%.*s\n", (int)len, h);
+    if (h[len] == '\0')
+      break;
+    h += len + 1;
+    fprintf(f, "%*s", HELP_COL, "");
+  }
+}
+
+/* Managers using half `half` (resource when res), e.g. "ssh, pbs". */
+static void users(char *buf, size_t len, const void *half, bool res) {
+  size_t n = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; distc__manager_at(i) && n < len; i++) {
+    const distc__manager_def *d = distc__manager_at(i);
+    if ((res ? (const void *)d->resource : (const void *)d->launch) == half)
+      n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? ", " : "", d->name);
+  }
+}
+
+static bool seen_before(size_t upto, const void *half, bool res) {
+  for (size_t i = 0; i < upto; i++) {
+    const distc__manager_def *d = distc__manager_at(i);
+    if ((res ? (const void *)d->resource : (const void *)d->launch) == half)
+      return true;
+  }
+  return false;
+}
+
+static void usage(FILE *f) {
+  char names[256], launchers[256];
+  size_t nn = 0, nl = 0;
+  for (size_t i = 0; distc__manager_at(i); i++) {
+    const distc__manager_def *d = distc__manager_at(i);
+    nn += (size_t)snprintf(names + nn, sizeof names - nn, "%s%s",
+                           i ? ", " : "", d->name);
+    if (!seen_before(i, d->launch, false))
+      nl += (size_t)snprintf(launchers + nl, sizeof launchers - nl, "%s%s",
+                             nl ? ", " : "", d->launch->name);
+  }
+  fputs(usage_head, f);
+  fprintf(f,
+          "      --manager NAME   cluster manager (known: %s); default:\n"
+          "                       implied by the options below, else\n"
+          "                       $DISTC_MANAGER, else detected, else local\n"
+          "      --launcher NAME  how the manager starts processes (known: "
+          "%s);\n"
+          "                       default: the manager's own\n",
+          names, launchers);
+  fputs(usage_common, f);
+  for (size_t i = 0; distc__manager_at(i); i++) {
+    const distc__manager_def *d = distc__manager_at(i);
+    for (int res = 1; res >= 0; res--) {
+      const void *half = res ? (const void *)d->resource : (const void *)d->launch;
+      const distc__option *opts = res ? d->resource->options : d->launch->options;
+      const char *title = res ? d->resource->title : d->launch->title;
+      if (opts == NULL || opts[0].name == NULL || seen_before(i, half, res))
+        continue;
+      char who[256];
+      users(who, sizeof who, half, res);
+      fprintf(f, "\n%s (manager%s %s):\n", title ? title : "options",
+              strchr(who, ',') ? "s" : "", who);
+      for (size_t k = 0; opts[k].name; k++)
+        usage_option(f, &opts[k]);
+    }
+  }
+  fputs(usage_tail, f);
+}
 
 static const opt_def *find_long(const char *name, size_t len) {
   for (size_t i = 0; i < DISTC__ARRAY_LEN(opt_defs); i++)
@@ -334,8 +396,14 @@ static int apply(const opt_def *d, const char *v, distc__launch_opts *o,
   case OPT_DRY_RUN:
     o->dry_run = true;
     return 0;
+  case OPT_LAUNCHER:
+    if (v[0] == '\0')
+      return distc__seterr(DISTC_EINVAL,
+                           "--launcher wants a name; e.g. --launcher ssh");
+    o->launcher = v;
+    return 0;
   case OPT_HELP:
-    fputs(usage_text, stdout);
+    usage(stdout);
     return 1;
   case OPT_VERSION:
     printf("distc-launch %s\n", DISTC_VERSION);
@@ -345,7 +413,7 @@ static int apply(const opt_def *d, const char *v, distc__launch_opts *o,
       return distc__seterr(DISTC_EINVAL,
                            "--%s needs a value; see distc-launch --help",
                            d->lng);
-    o->mopts[o->nmopts++] = (distc__manager_opt){d->lng, v};
+    o->mopts[o->nmopts++] = (distc__mopt){d->lng, v};
     return 0;
   }
   return 0;
@@ -369,6 +437,7 @@ int distc__options_parse(int argc, char **argv, distc__launch_opts *o) {
     const char *v = NULL;
     char shown[64];
 
+    opt_def mdef; /* an option of a manager's half, from the registry */
     if (strcmp(a, "--") == 0) {
       i++;
       break;
@@ -380,6 +449,15 @@ int distc__options_parse(int argc, char **argv, distc__launch_opts *o) {
       const char *eq = strchr(name, '=');
       size_t len = eq ? (size_t)(eq - name) : strlen(name);
       d = find_long(name, len);
+      if (d == NULL && len < sizeof shown - 2) {
+        char key[64];
+        snprintf(key, sizeof key, "%.*s", (int)len, name);
+        const distc__option *mo = distc__manager_option(key);
+        if (mo != NULL) {
+          mdef = (opt_def){mo->name, 0, mo->has_arg, OPT_MANAGER_OPT};
+          d = &mdef;
+        }
+      }
       snprintf(shown, sizeof shown, "--%.*s", (int)len, name);
       if (d != NULL && eq != NULL) {
         if (!d->has_arg)

@@ -190,7 +190,7 @@ static void teardown(run *r, bool now) {
   if (!r->master_done)
     kill(r->sv->master, sig);
   double deadline = now_s() + (now ? 0 : TERM_GRACE_S);
-  distc_manager_stop(m, sig, now ? 0 : TERM_GRACE_S, on_worker_exit, r);
+  distc__manager_stop(m, sig, now ? 0 : TERM_GRACE_S, on_worker_exit, r);
 
   struct timespec tick = {0, 10 * 1000 * 1000};
   while (!r->master_done && now_s() < deadline) {
@@ -330,7 +330,7 @@ int distc__supervise(const distc__supervision *sv) {
 
   /* Workers on other hosts end without a SIGCHLD; their manager says so
    * on this descriptor. */
-  int event_fd = m->ops->event_fd(m->state);
+  int event_fd = distc__manager_event_fd(m);
   for (;;) {
     struct pollfd fds[3] = {{.fd = sig_pipe[0], .events = POLLIN},
                             {.fd = event_fd, .events = POLLIN},
@@ -359,7 +359,7 @@ int distc__supervise(const distc__supervision *sv) {
     if (r.control_fd >= 0 && (fds[2].revents & (POLLIN | POLLHUP | POLLERR)))
       read_control(&r);
     reap_master(&r);
-    int running = m->ops->reap(m->state, on_worker_exit, &r);
+    int running = distc__manager_reap(m, on_worker_exit, &r);
 
     if (r.phase == STARTING && r.fail != NULL) {
       fprintf(stderr, "distc-launch: %s%s\n", r.fail,
@@ -404,7 +404,7 @@ int distc__supervise(const distc__supervision *sv) {
     if (r.phase == DRAINING) {
       if (running > 0 && now_s() >= r.deadline) {
         r.tearing_down = true;
-        distc_manager_stop(m, SIGTERM, TERM_GRACE_S, on_worker_exit, &r);
+        distc__manager_stop(m, SIGTERM, TERM_GRACE_S, on_worker_exit, &r);
         running = 0;
       }
       if (running == 0)

@@ -96,3 +96,9 @@ int distc__host_cores(void) {
   long cores = (long)physical * allowed / online;
   return cores >= 1 ? (int)cores : 1;
 }
+
+int distc__blas_threads(int cores, int workers) {
+  if (workers < 1)
+    workers = 1;
+  return cores / workers > 1 ? cores / workers : 1;
+}

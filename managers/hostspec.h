@@ -22,13 +22,13 @@
 
 #define DISTC_HOST_MAX_SLOTS 4096
 
-/* Parses one entry into *h (fields owned by *h, free with distc_host_free
+/* Parses one entry into *h (fields owned by *h, free with distc__host_free
  * on an array).  DISTC_EINVAL, with a message that quotes the entry and
  * says what is allowed, for anything outside the grammar. */
 int distc__host_parse(const char *entry, distc_host *h);
 
 /* Parses a comma-separated --hosts list and appends its hosts to
- * *hosts / *n (a malloc'd array the caller frees with distc_host_free,
+ * *hosts / *n (a malloc'd array the caller frees with distc__host_free,
  * also on failure). */
 int distc__hosts_parse_list(const char *list, distc_host **hosts, int *n);
 

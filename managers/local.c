@@ -1,4 +1,6 @@
-/* local.c — the local manager: workers are child processes on this host.
+/* local.c — the local manager's halves: this host as the only resource
+ * ("here", the default resource half) and posix_spawn as the launch half
+ * ("spawn"): workers are child processes of this one.
  *
  * It only ever waits for the pids it started.  waitpid(-1) would steal the
  * exit of the master (also a child of distc-launch) or, inside libdistc's
@@ -17,10 +19,10 @@ typedef struct local_worker {
   bool running;
 } local_worker;
 
-typedef struct local_state {
+typedef struct spawn_state {
   local_worker *w;
   int n, cap;
-} local_state;
+} spawn_state;
 
 /* Signals the worker's process group (it leads one, see spawn.c), so that
  * whatever the worker started goes too; a worker that moved itself out of
@@ -33,7 +35,7 @@ static void signal_worker(pid_t pid, int sig) {
 
 /* Kills and reaps the workers from `from` on, then forgets them: the
  * "nothing left running" half of a failed launch. */
-static void kill_from(local_state *s, int from) {
+static void kill_from(spawn_state *s, int from) {
   for (int i = from; i < s->n; i++) {
     if (!s->w[i].running)
       continue;
@@ -44,9 +46,15 @@ static void kill_from(local_state *s, int from) {
   s->n = from;
 }
 
-static int local_launch(void *state, const distc_launch_spec *spec) {
-  local_state *s = state;
+static int spawn_launch(void *state, const distc_launch_spec *spec) {
+  spawn_state *s = state;
 
+  for (int i = 0; i < spec->nhosts; i++)
+    if (!spec->hosts[i].here && spec->hosts[i].slots > 0)
+      return distc__seterr(DISTC_EINVAL,
+                           "the spawn launcher starts workers on this host "
+                           "only, not on %s; leave out --launcher spawn",
+                           spec->hosts[i].name);
   if (spec->count <= 0)
     return 0;
   if (s->n + spec->count > s->cap) {
@@ -64,7 +72,7 @@ static int local_launch(void *state, const distc_launch_spec *spec) {
   int first = s->n;
   for (int k = 0; k < spec->count; k++) {
     pid_t pid;
-    int rc = distc_spawn_worker(spec, spec->first_index + k, NULL, &pid);
+    int rc = distc__spawn_worker(spec, spec->first_index + k, NULL, &pid);
     if (rc != 0) {
       kill_from(s, first);
       return rc;
@@ -74,19 +82,21 @@ static int local_launch(void *state, const distc_launch_spec *spec) {
     s->w[s->n++] = (local_worker){
         .pid = pid, .index = spec->first_index + k, .running = true};
   }
+  if (spec->started != NULL)
+    *spec->started = spec->count;
   return 0;
 }
 
-static int local_signal(void *state, int sig) {
-  local_state *s = state;
+static int spawn_signal(void *state, int sig) {
+  spawn_state *s = state;
   for (int i = 0; i < s->n; i++)
     if (s->w[i].running)
       signal_worker(s->w[i].pid, sig);
   return 0;
 }
 
-static int local_reap(void *state, distc_exit_cb cb, void *arg) {
-  local_state *s = state;
+static int spawn_reap(void *state, distc_exit_cb cb, void *arg) {
+  spawn_state *s = state;
   int running = 0;
 
   for (int i = 0; i < s->n; i++) {
@@ -110,22 +120,28 @@ static int local_reap(void *state, distc_exit_cb cb, void *arg) {
   return running;
 }
 
-static void local_destroy(void *state) {
-  local_state *s = state;
+static void spawn_destroy(void *state) {
+  spawn_state *s = state;
   free(s->w);
   s->w = NULL;
   s->n = s->cap = 0;
 }
 
-const distc_manager_ops distc_manager_local = {
-    .name = "local",
+/* This host, with the workers -p asks for: the dispatcher's default. */
+const distc__resource_ops distc__resource_here = {
+    .name = "here",
+    .title = NULL,
     .options = NULL,
-    .priority = 0,
-    .state_size = sizeof(local_state),
-    .detect = NULL,
-    .nodes = NULL,
-    .launch = local_launch,
-    .signal = local_signal,
-    .reap = local_reap,
-    .destroy = local_destroy,
+    .remote = false,
+};
+
+const distc__launch_ops distc__launch_spawn = {
+    .name = "spawn",
+    .title = NULL,
+    .options = NULL,
+    .state_size = sizeof(spawn_state),
+    .launch = spawn_launch,
+    .signal = spawn_signal,
+    .reap = spawn_reap,
+    .destroy = spawn_destroy,
 };

@@ -29,7 +29,7 @@ static socklen_t abstract_addr(const char *addr, struct sockaddr_un *sa) {
   return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
 }
 
-int distc_local_listener(char *addr, size_t cap, int *fd_out) {
+int distc__local_listener(char *addr, size_t cap, int *fd_out) {
   unsigned char r[8];
   if (getrandom(r, sizeof r, 0) != sizeof r)
     return distc__seterr(DISTC_EIO, "getrandom: %s", strerror(errno));
@@ -50,7 +50,7 @@ int distc_local_listener(char *addr, size_t cap, int *fd_out) {
   return 0;
 }
 
-int distc_local_dial(const char *addr) {
+int distc__local_dial(const char *addr) {
   struct sockaddr_un sa;
   socklen_t len = abstract_addr(addr, &sa);
   if (!len)

@@ -1,12 +1,25 @@
 /* manager.h — the cluster manager interface (internal, shared by
  * distc-launch and libdistc's distc_addprocs).
  *
- * A manager has two halves, as in MPICH Hydra: a resource half (detect: am I
- * inside your allocation?  nodes: which hosts and slots?) and a launch half
- * (launch, signal, reap).  Each manager is one const ops table below; slots
- * marked optional may be NULL and the dispatcher (manager.c) supplies the
- * default.  Per-run state is allocated by the dispatcher from state_size.
- */
+ * A manager is a pairing of two halves, as in MPICH Hydra:
+ *   - a resource half (distc__resource_ops): am I inside your allocation
+ *     (detect), which hosts and how many workers on each (nodes);
+ *   - a launch half (distc__launch_ops): how processes get started on those
+ *     hosts (launch), signalled (signal) and reaped (reap).
+ * `local` = this host + spawn; `ssh` = a host list + SSH.  A batch system
+ * adds its resource half and pairs it with an existing launch half, or a
+ * launch half of its own.  Each half is a const ops table whose options are
+ * typed descriptors (distc__option) that the launcher's parser, its usage
+ * text and distc_addprocs all read from the registry (manager.c), so
+ * nothing outside managers/ names a manager or one of its options.
+ *
+ * Slots marked optional may be NULL; distc__manager_open fills in the
+ * defaults on its own copies of the tables.  Per-run state is allocated by
+ * the dispatcher from state_size, zeroed.
+ *
+ * Adding a manager: its files here, one line in the registry (manager.c),
+ * its section in man/distc-launch.1; tests/managers/ runs the conformance
+ * suite against it. */
 #ifndef DISTC_MANAGER_H
 #define DISTC_MANAGER_H
 
@@ -33,25 +46,39 @@
 #define DISTC_ENV_CONTROL_FD "DISTC_CONTROL_FD" /* master: reports to launcher */
 #define DISTC_ENV_TIMEOUT "DISTC_TIMEOUT"     /* seconds to wait for workers */
 #define DISTC_SECRET_LEN 32
-/* DISTC_ROLE of the per-host process the SSH manager starts on a remote
- * host (managers/proxy.c), which starts that host's workers. */
+/* DISTC_ROLE of the per-host process a launch half starts on another host
+ * (managers/proxy.c), which starts that host's workers. */
 #define DISTC_ROLE_PROXY "proxy"
 
 /* Worker with launch index i gets distc id i + 2 (the master is 1). */
 #define DISTC_INDEX_TO_ID(i) ((i) + 2)
 
 /* distc_host.slots of a host whose core count decides (`host:auto`), until
- * a manager's nodes() has asked the host. */
+ * a launch half's prepare has asked the host. */
 #define DISTC_SLOTS_AUTO (-1)
 
 typedef struct distc_host {
-  char *name;     /* "localhost" for the local manager */
+  char *name;     /* host name as the resource half knows it */
   int slots;      /* workers to start there */
   char *user;     /* optional */
   int port;       /* 0: default */
   char *dir;      /* optional per-host working directory */
   char *exename;  /* optional per-host executable */
+  bool here;      /* this host: workers are children of this process */
 } distc_host;
+
+/* An option of one half: --NAME, or --NAME ARG when has_arg. */
+typedef struct distc__option {
+  const char *name; /* long name without "--" */
+  bool has_arg;
+  const char *arg;  /* what the value is, for --help ("LIST"); NULL: flag */
+  const char *help; /* for --help; "\n" separates lines */
+} distc__option;
+
+/* The settings every half hears through set_option, whatever it lists:
+ * "timeout" (seconds, bounds connecting and starting), "verbose",
+ * "dry-run".  A half ignores those it has no use for. */
+bool distc__common_setting(const char *name);
 
 typedef struct distc_launch_spec {
   int count;                 /* workers to start */
@@ -62,121 +89,267 @@ typedef struct distc_launch_spec {
   const char *const *env;    /* extra "K=V" entries, NULL-terminated or NULL */
   const char *master_addr;   /* "host:port" the workers dial */
   const unsigned char *secret; /* DISTC_SECRET_LEN bytes */
-  int blas_threads;          /* >0: OPENBLAS/OMP_NUM_THREADS unless in env */
+  /* >0: OPENBLAS/OMP_NUM_THREADS of the workers on this host unless in the
+   * environment (distc__blas_threads of this host's cores and workers) */
+  int blas_threads;
+  /* blas_threads was not given: a launch half starting workers on another
+   * host has that host compute its own (distc__blas_threads there). */
+  bool blas_auto;
   /* optional: CPU (OS index) to bind worker first_index + k to, or -1; the
    * spawner pins itself to it around posix_spawn so the child inherits it.
-   * Computed by the launcher with hwloc; NULL: no binding. */
+   * NULL: no binding. */
   const int *bind_cpu;
-  bool verbose;              /* print every exact command to stderr */
+  bool verbose;              /* print every exact command */
   bool dry_run;              /* print, start nothing */
-  /* optional: where a manager allowed to start fewer workers than count
-   * (the SSH manager's --allow-partial) writes how many it started: always
-   * the first *started indices from first_index.  NULL: all or nothing. */
+  /* optional: where a launch half allowed to start fewer workers than count
+   * (ssh's --allow-partial) writes how many it started: always the first
+   * *started indices from first_index.  NULL: all or nothing. */
   int *started;
-  /* blas_threads was computed from this host's cores, not asked for: a
-   * manager starting workers on other hosts computes it for each host. */
-  bool blas_auto;
   /* optional: "@name" of the master's same-host socket; workers started on
    * this host get it as DISTC_MASTER_LOCAL and try it first. */
   const char *local_addr;
+  /* The hosts from nodes (after prepare), in launch-index order: workers
+   * first_index.. go to hosts[0] up to its slots, then hosts[1], ... */
+  const distc_host *hosts;
+  int nhosts;
 } distc_launch_spec;
 
-/* Called by reap for every started worker that has exited. */
+/* Called by reap for every started worker that has exited; status is the
+ * waitpid status, or -1 when it is unknown (its host stopped answering). */
 typedef void (*distc_exit_cb)(void *arg, int index, pid_t pid, int status);
 
-typedef struct distc_manager_ops {
-  const char *name;
-  /* Options (long names, without "--") this manager honours beyond the
-   * common ones, NULL-terminated; anything else given with it is an error.
-   * Giving one of them without --manager chooses this manager. */
-  const char *const *options;
-  int priority;         /* detection order: highest first */
-  size_t state_size;    /* bytes of per-run state, zeroed by the dispatcher */
-  /* Starts workers on other hosts: the master must listen on an address
-   * they can reach, and without -p no worker runs on this host. */
+typedef struct distc__resource_ops {
+  const char *name;  /* "here", "hostlist", ... */
+  const char *title; /* heading of its options in --help */
+  const distc__option *options; /* ended by {NULL}; NULL: none */
+  size_t state_size;
+  /* Its hosts are other hosts: the master must listen on an address they
+   * can reach, and without -p no worker runs on this host. */
   bool remote;
-
-  /* optional: takes one option from `options` (value NULL for a flag), and
-   * the common settings every manager gets from distc_manager_set_common:
-   * "timeout" (seconds, bounds connecting and starting), "verbose",
-   * "dry-run".  Called before nodes.  A bad value is DISTC_EINVAL with a
-   * message that quotes it.  Default: common settings ignored, any other
-   * option refused. */
+  /* optional: takes one of `options` (value NULL for a flag) or a common
+   * setting; DISTC_EINVAL with a message quoting a bad value. */
   int (*set_option)(void *state, const char *name, const char *value);
-  /* optional: a descriptor that polls readable when reap may have news that
-   * no SIGCHLD announces (workers on other hosts); -1 when there is none.
-   * Owned by the state; reap drains it. */
-  int (*event_fd)(void *state);
-
-  /* optional: true when running inside this manager's allocation. */
+  /* optional: true when running inside this resource's allocation. */
   bool (*detect)(void);
-  /* optional: the hosts and slots to use; default: localhost with the
-   * requested count. */
-  int (*nodes)(void *state, int requested, distc_host **hosts, int *nhosts);
-  /* mandatory: starts spec->count workers.  On failure nothing it started
-   * is left running. */
+  /* optional: the hosts and their slots, as a malloc'd array the caller
+   * frees with distc__host_free.  here: workers asked for on this host (-p);
+   * a remote half lists them first as a host with .here set.  Default:
+   * this host with `here` slots. */
+  int (*nodes)(void *state, int here, distc_host **hosts, int *nhosts);
+  /* optional: releases the state. */
+  void (*destroy)(void *state);
+} distc__resource_ops;
+
+typedef struct distc__launch_ops {
+  const char *name;  /* "spawn", "ssh": what --launcher names */
+  const char *title; /* heading of its options in --help */
+  const distc__option *options;
+  size_t state_size;
+  /* optional: as the resource half's. */
+  int (*set_option)(void *state, const char *name, const char *value);
+  /* optional: reaches the hosts before the count is decided: settles
+   * DISTC_SLOTS_AUTO slots, and may drop hosts it cannot reach (setting
+   * their slots to 0) when allowed to; fails naming the host otherwise.
+   * Default: nothing to reach. */
+  int (*prepare)(void *state, distc_host *hosts, int nhosts);
+  /* mandatory: starts spec->count workers on spec->hosts.  On failure
+   * nothing it started is left running. */
   int (*launch)(void *state, const distc_launch_spec *spec);
   /* mandatory: sends sig to every worker still running. */
   int (*signal)(void *state, int sig);
-  /* mandatory: reaps exited workers without blocking, calling cb for each;
-   * returns how many are still running. */
+  /* mandatory: reaps exited workers without blocking, calling cb (may be
+   * NULL) for each; returns how many are still running. */
   int (*reap)(void *state, distc_exit_cb cb, void *arg);
-  /* optional: releases what the state holds (after everything is reaped). */
+  /* optional: a descriptor that polls readable when reap may have news that
+   * no SIGCHLD announces (workers on other hosts); -1 when none.  Owned by
+   * the state; reap drains it. */
+  int (*event_fd)(void *state);
+  /* optional: releases the state (after everything is reaped). */
   void (*destroy)(void *state);
-} distc_manager_ops;
+} distc__launch_ops;
 
+/* One registered manager: a name and its two halves. */
+typedef struct distc__manager_def {
+  const char *name;
+  int priority; /* detection order: highest first */
+  const distc__resource_ops *resource;
+  const distc__launch_ops *launch;
+} distc__manager_def;
+
+/* An open manager: copies of its halves with the defaults filled in, so
+ * every slot is callable, and their states. */
 typedef struct distc_manager {
-  const distc_manager_ops *ops;
-  void *state;
+  const distc__manager_def *def; /* NULL: not open */
+  distc__resource_ops res;
+  distc__launch_ops lau;
+  void *rstate, *lstate;
 } distc_manager;
 
-/* Selection: name (flag) -> $DISTC_MANAGER -> detection by priority ->
- * "local".  Returns 0 or DISTC_EINVAL for an unknown name (the message lists
- * the known ones).  verbose: say on stderr which was chosen and why. */
-int distc_manager_open(distc_manager *m, const char *name, bool verbose);
-void distc_manager_close(distc_manager *m);
-const distc_manager_ops *distc_manager_find(const char *name);
+/* ---- registry (manager.c) ----------------------------------------------- */
+
+/* The i-th registered manager, NULL past the end (for --help, the parser). */
+const distc__manager_def *distc__manager_at(size_t i);
+const distc__manager_def *distc__manager_find(const char *name);
+/* The option descriptor `name` of any registered half, or NULL. */
+const distc__option *distc__manager_option(const char *name);
+
+/* Chooses a manager: `name` (--manager) → the manager whose resource half
+ * owns one of `opts` (--hosts means ssh) → $DISTC_MANAGER → detection by
+ * priority → local; a launch-half option the candidate does not take then
+ * chooses the first manager whose launch half does.  *why says why (for
+ * -v).  NULL with DISTC_EINVAL and a message listing the known ones for an
+ * unknown name. */
+const distc__manager_def *distc__manager_choose(const char *name,
+                                                const char *const *opts,
+                                                int nopts, const char **why);
+
+/* Opens def with its own launch half, or the launch half named `launcher`
+ * (--launcher; NULL: the manager's).  0 or a DISTC_* error. */
+int distc__manager_open(distc_manager *m, const distc__manager_def *def,
+                        const char *launcher);
+void distc__manager_close(distc_manager *m);
+/* Hands one option to the half that owns it; an option of another manager
+ * is refused naming both; value NULL for a flag. */
+int distc__manager_set_option(distc_manager *m, const char *name,
+                              const char *value);
+/* Passes the common settings to both halves. */
+int distc__manager_set_common(distc_manager *m, double timeout_s,
+                              bool verbose, bool dry_run);
+/* Resource half, then the launch half's prepare.  *hosts is malloc'd. */
+int distc__manager_nodes(distc_manager *m, int here, distc_host **hosts,
+                         int *nhosts);
+int distc__manager_launch(distc_manager *m, const distc_launch_spec *spec);
+int distc__manager_signal(distc_manager *m, int sig);
+int distc__manager_reap(distc_manager *m, distc_exit_cb cb, void *arg);
+int distc__manager_event_fd(distc_manager *m);
+bool distc__manager_remote(const distc_manager *m);
+const char *distc__manager_name(const distc_manager *m);
 /* Waits up to timeout_s for all workers to exit after sig; then SIGKILL.
  * Reaps everything; cb may be NULL. */
-int distc_manager_stop(distc_manager *m, int sig, double timeout_s,
-                       distc_exit_cb cb, void *arg);
-/* The registered manager that lists option `name` (without "--"), or NULL. */
-const distc_manager_ops *distc_manager_for_option(const char *name);
-/* Whether the open manager honours option `name`. */
-bool distc_manager_has_option(const distc_manager *m, const char *name);
-/* Passes the common settings (see set_option) to an open manager. */
-int distc_manager_set_common(distc_manager *m, double timeout_s, bool verbose,
-                             bool dry_run);
+int distc__manager_stop(distc_manager *m, int sig, double timeout_s,
+                        distc_exit_cb cb, void *arg);
 
-/* Shared spawning helper (managers/spawn.c): builds the worker environment
- * (the caller's environ with spec->env, the DISTC_* entries and the BLAS
- * thread counts) for worker `index` and posix_spawns it with the secret on a
- * pipe as DISTC_SECRET_FD.  *pid receives the child.  An exec failure is
- * reported, not silent. */
-/* local_socket.c: an abstract AF_UNIX listener with a fresh name, written
- * to addr as "@name"; and a connection to such a name (-1 on failure). */
-int distc_local_listener(char *addr, size_t cap, int *fd);
-int distc_local_dial(const char *addr);
+void distc__host_free(distc_host *h, int n);
 
-/* spawn.c: writes s to f so that a POSIX shell reads it back as one word
- * (for the exact commands -v prints); the length of the K in "K=V". */
-void distc_shell_quote(FILE *f, const char *s);
-size_t distc_env_key_len(const char *kv);
+/* ---- the start-up path (startup.c) ---------------------------------------- */
 
-int distc_spawn_worker(const distc_launch_spec *spec, int index,
-                       const char *const *extra_env, pid_t *pid);
+/* A manager option as given: --NAME[=VALUE] or addprocs' "NAME[=VALUE]". */
+typedef struct distc__mopt {
+  const char *name;
+  const char *value; /* NULL for a flag */
+} distc__mopt;
 
-void distc_host_free(distc_host *h, int n);
+/* What distc-launch and distc_addprocs ask for; both start a cluster through
+ * distc__startup_plan and distc__startup_launch, in that order. */
+typedef struct distc__startup {
+  const char *manager;  /* --manager, or NULL */
+  const char *launcher; /* --launcher, or NULL */
+  const distc__mopt *opts;
+  int nopts;
+  /* Workers on this host: procs (0: one per physical core) when procs_given
+   * or when the manager is not remote; none otherwise. */
+  int procs;
+  bool procs_given;
+  /* At most this many workers in all (addprocs' count); 0: every slot. */
+  int limit;
+  /* Workers already running on this host, for the BLAS thread count. */
+  int workers_before;
+  int blas_threads; /* 0: distc__blas_threads of each host */
+  double timeout_s;
+  bool verbose, dry_run;
+  const char *who; /* "distc-launch" or "distc_addprocs", for messages */
 
-/* Physical cores this process may use on this host (managers/cores.c),
- * counted as the SSH manager counts a remote host's for `host:auto`. */
+  /* Set by distc__startup_plan: */
+  distc_manager m;       /* open; the caller closes it */
+  distc_host *hosts;     /* freed by distc__startup_free */
+  int nhosts;
+  int count;             /* workers to start */
+  int here;              /* of them on this host */
+  int blas_here;         /* BLAS threads of the workers on this host */
+} distc__startup;
+
+/* choose → configure → nodes (and the launch half's prepare) → count → BLAS
+ * threads.  On failure nothing is open. */
+int distc__startup_plan(distc__startup *st);
+
+/* What the launch needs besides the plan. */
+typedef struct distc__startup_run {
+  const char *exename;
+  char *const *argv;
+  const char *dir;
+  const char *const *env;
+  const char *master_addr;
+  const char *local_addr;
+  const unsigned char *secret;
+  const int *bind_cpu; /* NULL: no binding */
+  int first_index;
+  int *started; /* may be NULL: all or nothing */
+} distc__startup_run;
+
+int distc__startup_launch(distc__startup *st, const distc__startup_run *run);
+/* Frees the plan's host list (not the manager). */
+void distc__startup_free(distc__startup *st);
+
+/* ---- this host (cores.c) ---------------------------------------------------- */
+
+/* Physical cores this process may use on this host, counted as a remote
+ * host counts its own for `host:auto` and `blas auto`, so both agree. */
 int distc__host_cores(void);
+/* The one rule for BLAS/OpenMP threads of a worker: a host's physical cores
+ * over the workers on it, at least 1. */
+int distc__blas_threads(int cores, int workers);
 
-/* The remote half of the SSH manager (managers/proxy.c): what distc_init
- * runs when DISTC_ROLE is DISTC_ROLE_PROXY.  Never returns. */
+/* ---- spawning (spawn.c) ------------------------------------------------------- */
+
+/* Writes s to f so that a POSIX shell reads it back as one word (for the
+ * exact commands -v prints); the length of the K in "K=V". */
+void distc__shell_quote(FILE *f, const char *s);
+size_t distc__env_key_len(const char *kv);
+
+/* Builds the worker environment (the caller's environ with spec->env,
+ * extra_env, the DISTC_* entries and the BLAS thread counts) for worker
+ * `index` and posix_spawns it in its own process group with the secret on
+ * a pipe as DISTC_SECRET_FD.  *pid receives the child.  An exec failure is
+ * reported, not silent. */
+int distc__spawn_worker(const distc_launch_spec *spec, int index,
+                        const char *const *extra_env, pid_t *pid);
+
+typedef struct distc__master_spec {
+  const char *path;            /* executable, absolute */
+  char *const *argv;           /* argv[0] included, NULL-terminated */
+  const char *dir;             /* working directory; NULL: inherit */
+  const char *const *env;      /* --env entries, NULL-terminated */
+  int listen_fd;               /* the listening socket (-1 in a dry run) */
+  int local_fd;                /* the same-host socket (-1: none) */
+  const unsigned char *secret; /* DISTC_SECRET_LEN bytes */
+  int nworkers;
+  double timeout_s;
+  bool verbose; /* print the exact command */
+  bool dry_run; /* print, start nothing */
+} distc__master_spec;
+
+/* Starts the master in our process group with the DISTC_* master contract.
+ * *control_fd receives the read end (close-on-exec, owned by the caller) of
+ * the pipe the master reports on; -1 in a dry run. */
+int distc__spawn_master(const distc__master_spec *ms, pid_t *pid,
+                        int *control_fd);
+
+/* ---- local_socket.c ---------------------------------------------------------- */
+
+/* An abstract AF_UNIX listener with a fresh name, written to addr as
+ * "@name"; and a connection to such a name (-1 on failure). */
+int distc__local_listener(char *addr, size_t cap, int *fd);
+int distc__local_dial(const char *addr);
+
+/* The remote half of a launch half that starts one proxy per host
+ * (managers/proxy.c): what distc_init runs when DISTC_ROLE is
+ * DISTC_ROLE_PROXY.  Never returns. */
 int distc__proxy_main(int argc, char **argv) __attribute__((noreturn));
 
-extern const distc_manager_ops distc_manager_local;
-extern const distc_manager_ops distc_manager_ssh;
+/* The halves, for the registry (manager.c). */
+extern const distc__resource_ops distc__resource_here;     /* local.c */
+extern const distc__resource_ops distc__resource_hostlist; /* hostlist.c */
+extern const distc__launch_ops distc__launch_spawn;        /* local.c */
+extern const distc__launch_ops distc__launch_ssh;          /* ssh.c */
 
 #endif

@@ -338,12 +338,11 @@ static int start_workers(proxy *p, int first, int count, char **argv) {
       .argv = argv,
       .master_addr = p->master,
       .secret = p->secret,
-      .blas_threads = p->blas > 0 ? p->blas
-                                  : (cores / count > 1 ? cores / count : 1),
+      .blas_threads = p->blas > 0 ? p->blas : distc__blas_threads(cores, count),
   };
   for (int k = 0; k < count; k++) {
     pid_t pid;
-    if (distc_spawn_worker(&spec, first + k, NULL, &pid) != 0) {
+    if (distc__spawn_worker(&spec, first + k, NULL, &pid) != 0) {
       say(p, "fail %s", distc_errmsg());
       return -1;
     }

@@ -1,4 +1,6 @@
-/* spawn.c — starting one worker process on this host (distc_spawn_worker).
+/* spawn.c — the one spawner: workers (distc__spawn_worker, for the spawn
+ * launch half and the proxy), and the master (distc__spawn_master, for
+ * distc-launch).
  *
  * posix_spawn, never fork: the caller may be a master holding gigabytes
  * (distc_addprocs), and glibc's posix_spawn uses CLONE_VFORK, so it costs the
@@ -32,14 +34,14 @@ typedef struct envv {
   size_t n, cap;
 } envv;
 
-size_t distc_env_key_len(const char *kv) {
+size_t distc__env_key_len(const char *kv) {
   const char *eq = strchr(kv, '=');
   return eq ? (size_t)(eq - kv) : strlen(kv);
 }
 
 static bool same_key(const char *a, const char *b) {
-  size_t n = distc_env_key_len(a);
-  return n == distc_env_key_len(b) && strncmp(a, b, n) == 0;
+  size_t n = distc__env_key_len(a);
+  return n == distc__env_key_len(b) && strncmp(a, b, n) == 0;
 }
 
 static ssize_t envv_find(const envv *e, const char *kv) {
@@ -154,7 +156,7 @@ static int full_env(const envv *add, envv *env) {
 }
 
 /* Writes s to f so that a POSIX shell reads it back as one word. */
-void distc_shell_quote(FILE *f, const char *s) {
+void distc__shell_quote(FILE *f, const char *s) {
   static const char safe[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
       "0123456789_@%+=:,./-";
@@ -172,35 +174,59 @@ void distc_shell_quote(FILE *f, const char *s) {
   fputc('\'', f);
 }
 
-/* One line, one write, so lines of several workers never interleave:
- * `distc-launch: [worker N] cd DIR && K=V ... EXENAME ARGS...`. */
-static void print_command(int index, const char *dir, const envv *add,
-                          const char *exename, char *const *argv, int cpu) {
+/* One line through the logger, so lines of several workers never
+ * interleave: `[TAG] cd DIR && K=V ... EXENAME ARGS...`. */
+static void print_command(const char *tag, const char *dir, char *const *add,
+                          size_t nadd, const char *exename, char *const *argv,
+                          int cpu) {
+  char cwd[PATH_MAX];
+  if (dir == NULL)
+    dir = getcwd(cwd, sizeof cwd) ? cwd : ".";
   char *line = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&line, &len);
   if (f == NULL)
     return;
-  fprintf(f, "distc-launch: [worker %d] cd ", index);
-  distc_shell_quote(f, dir);
+  fprintf(f, "[%s] cd ", tag);
+  distc__shell_quote(f, dir);
   fputs(" &&", f);
-  for (size_t i = 0; i < add->n; i++) {
-    size_t k = distc_env_key_len(add->v[i]);
-    fprintf(f, " %.*s=", (int)k, add->v[i]);
-    distc_shell_quote(f, add->v[i] + k + 1);
+  for (size_t i = 0; i < nadd; i++) {
+    size_t k = distc__env_key_len(add[i]);
+    fprintf(f, " %.*s=", (int)k, add[i]);
+    distc__shell_quote(f, add[i] + k + 1);
   }
   fputc(' ', f);
-  distc_shell_quote(f, exename);
+  distc__shell_quote(f, exename);
   for (size_t i = 1; argv && argv[0] && argv[i]; i++) {
     fputc(' ', f);
-    distc_shell_quote(f, argv[i]);
+    distc__shell_quote(f, argv[i]);
   }
   if (cpu >= 0)
     fprintf(f, "  # bound to CPU %d", cpu);
-  fputc('\n', f);
   if (fclose(f) == 0)
-    fwrite(line, 1, len, stderr);
+    distc__log_print("%s", line);
   free(line);
+}
+
+/* The signals whose handlers and mask are the caller's own business (the
+ * launcher's supervisor, a program's handlers): a child starts with them
+ * at their defaults and nothing blocked. */
+static int reset_signals(posix_spawnattr_t *attr, short extra_flags) {
+  sigset_t empty, defaults;
+  sigemptyset(&empty);
+  sigemptyset(&defaults);
+  static const int sigs[] = {SIGINT, SIGTERM, SIGPIPE, SIGCHLD, SIGHUP,
+                             SIGQUIT};
+  for (size_t i = 0; i < DISTC__ARRAY_LEN(sigs); i++)
+    sigaddset(&defaults, sigs[i]);
+  int e = posix_spawnattr_setflags(attr, (short)(POSIX_SPAWN_SETSIGMASK |
+                                                 POSIX_SPAWN_SETSIGDEF |
+                                                 extra_flags));
+  if (e == 0)
+    e = posix_spawnattr_setsigmask(attr, &empty);
+  if (e == 0)
+    e = posix_spawnattr_setsigdefault(attr, &defaults);
+  return e;
 }
 
 /* A pipe already holding the secret, write end closed, so the worker can
@@ -296,13 +322,12 @@ static char *exec_path(const char *exename, const char *dir) {
   return p;
 }
 
-int distc_spawn_worker(const distc_launch_spec *spec, int index,
+int distc__spawn_worker(const distc_launch_spec *spec, int index,
                        const char *const *extra_env, pid_t *pid) {
   envv add = {0}, env = {0};
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
   affinity saved = {0};
-  char cwd[PATH_MAX];
   char *path = NULL;
   int secret_fd = -1;
   int rc;
@@ -316,10 +341,10 @@ int distc_spawn_worker(const distc_launch_spec *spec, int index,
 
   int cpu = spec->bind_cpu ? spec->bind_cpu[index - spec->first_index] : -1;
   if (spec->verbose || spec->dry_run) {
-    const char *dir = spec->dir;
-    if (dir == NULL)
-      dir = getcwd(cwd, sizeof cwd) ? cwd : ".";
-    print_command(index, dir, &add, spec->exename, spec->argv, cpu);
+    char tag[32];
+    snprintf(tag, sizeof tag, "worker %d", index);
+    print_command(tag, spec->dir, add.v, add.n, spec->exename, spec->argv,
+                  cpu);
   }
   if (spec->dry_run)
     goto free_add;
@@ -353,25 +378,10 @@ int distc_spawn_worker(const distc_launch_spec *spec, int index,
    * master, and the master decides what the workers get.  Signals the
    * caller blocks or ignores must not leak into the worker. */
   posix_spawnattr_init(&attr);
-  sigset_t empty, defaults;
-  sigemptyset(&empty);
-  sigemptyset(&defaults);
-  sigaddset(&defaults, SIGINT);
-  sigaddset(&defaults, SIGTERM);
-  sigaddset(&defaults, SIGPIPE);
-  sigaddset(&defaults, SIGCHLD);
-  sigaddset(&defaults, SIGHUP);
-  sigaddset(&defaults, SIGQUIT);
   if (e == 0)
-    e = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP |
-                                            POSIX_SPAWN_SETSIGMASK |
-                                            POSIX_SPAWN_SETSIGDEF);
+    e = reset_signals(&attr, POSIX_SPAWN_SETPGROUP);
   if (e == 0)
     e = posix_spawnattr_setpgroup(&attr, 0);
-  if (e == 0)
-    e = posix_spawnattr_setsigmask(&attr, &empty);
-  if (e == 0)
-    e = posix_spawnattr_setsigdefault(&attr, &defaults);
   if (e != 0) {
     rc = distc__seterr(DISTC_ESPAWN, "cannot prepare to start worker %d: %s",
                        index, strerror(e));
@@ -425,5 +435,146 @@ free_env:
   envv_free(&env);
 free_add:
   envv_free(&add);
+  return rc;
+}
+
+/* ---- the master ---- */
+
+/* A descriptor for the master: >= 3 (never stdio, even if ours was closed)
+ * and without close-on-exec. */
+static int inheritable(int fd) { return fcntl(fd, F_DUPFD, 3); }
+
+/* The master inherits exactly these beyond stdio: the listening socket, the
+ * same-host socket, the secret pipe and the control pipe.  Ours are all
+ * close-on-exec; the master gets duplicates without the flag, made just
+ * before posix_spawn and closed just after, so nothing else started by this
+ * process sees them. */
+int distc__spawn_master(const distc__master_spec *ms, pid_t *pid,
+                        int *control_fd) {
+  int secret[2] = {-1, -1}, control[2] = {-1, -1};
+  int m_listen = -1, m_secret = -1, m_control = -1, m_local = -1;
+  envv add = {0}, env = {0};
+  int rc = 0;
+
+  *pid = -1;
+  *control_fd = -1;
+
+  if (!ms->dry_run) {
+    if (pipe2(control, O_CLOEXEC) != 0) {
+      rc = distc__seterr(DISTC_ESPAWN, "cannot create pipes for the master: %s",
+                         strerror(errno));
+      goto close_fds;
+    }
+    if ((rc = secret_pipe(ms->secret, &secret[0])) != 0)
+      goto close_fds;
+    m_listen = inheritable(ms->listen_fd);
+    if (ms->local_fd >= 0)
+      m_local = inheritable(ms->local_fd);
+    m_secret = inheritable(secret[0]);
+    m_control = inheritable(control[1]);
+    if (m_listen < 0 || m_secret < 0 || m_control < 0 ||
+        (ms->local_fd >= 0 && m_local < 0)) {
+      rc = distc__seterr(DISTC_ESPAWN,
+                         "cannot pass descriptors to the master: %s",
+                         strerror(errno));
+      goto close_fds;
+    }
+  }
+
+  /* --env entries, then the contract, which wins over a user's DISTC_*.
+   * In a dry run the descriptor numbers do not exist yet. */
+  for (size_t i = 0; ms->env && ms->env[i] && rc == 0; i++)
+    rc = envv_set(&add, ms->env[i]);
+  char fds[3][16];
+  const int nums[3] = {m_listen, m_secret, m_control};
+  for (int i = 0; i < 3; i++) {
+    if (ms->dry_run)
+      snprintf(fds[i], sizeof fds[i], "<fd>");
+    else
+      snprintf(fds[i], sizeof fds[i], "%d", nums[i]);
+  }
+  if (rc == 0)
+    rc = envv_setf(&add, "%s=master", DISTC_ENV_ROLE);
+  if (rc == 0)
+    rc = envv_setf(&add, "%s=%s", DISTC_ENV_LISTEN_FD, fds[0]);
+  if (rc == 0)
+    rc = envv_setf(&add, "%s=%s", DISTC_ENV_SECRET_FD, fds[1]);
+  if (rc == 0)
+    rc = envv_setf(&add, "%s=%d", DISTC_ENV_NWORKERS, ms->nworkers);
+  if (rc == 0)
+    rc = envv_setf(&add, "%s=%s", DISTC_ENV_CONTROL_FD, fds[2]);
+  if (rc == 0)
+    rc = envv_setf(&add, "%s=%g", DISTC_ENV_TIMEOUT, ms->timeout_s);
+  if (rc == 0)
+    rc = envv_setf(&add, "%s=%ld", DISTC_ENV_PARENT, (long)getpid());
+  /* -1 (none, or a dry run): the master opens its own if it needs one. */
+  if (rc == 0)
+    rc = envv_setf(&add, "%s=%d", DISTC_ENV_LISTEN_LOCAL_FD, m_local);
+  if (rc != 0)
+    goto nomem;
+
+  if (ms->verbose || ms->dry_run)
+    print_command("master", ms->dir, add.v, add.n, ms->path, ms->argv, -1);
+  if (ms->dry_run)
+    goto free_env;
+
+  /* The master's environment is the caller's with `add` on top; unlike a
+   * worker's it keeps the caller's DISTC_* settings (DISTC_LOG, ...). */
+  for (char **p = environ; p && *p && rc == 0; p++)
+    if (envv_find(&add, *p) < 0)
+      rc = envv_set(&env, *p);
+  for (size_t i = 0; i < add.n && rc == 0; i++)
+    rc = envv_set(&env, add.v[i]);
+  if (rc != 0)
+    goto nomem;
+
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&attr);
+  int e = 0;
+  if (ms->dir != NULL)
+    e = posix_spawn_file_actions_addchdir_np(&fa, ms->dir);
+  /* The master stays in our process group: it is the foreground program
+   * and may read the terminal. */
+  if (e == 0)
+    e = reset_signals(&attr, 0);
+  if (e == 0)
+    e = posix_spawn(pid, ms->path, &fa, &attr, ms->argv, env.v);
+  posix_spawnattr_destroy(&attr);
+  posix_spawn_file_actions_destroy(&fa);
+  if (e != 0) {
+    *pid = -1;
+    rc = distc__seterr(DISTC_ESPAWN,
+                       "cannot start the master %s%s%s: %s; check that it "
+                       "exists and is executable",
+                       ms->path, ms->dir ? " in directory " : "",
+                       ms->dir ? ms->dir : "", strerror(e));
+    goto free_env;
+  }
+  *control_fd = control[0];
+  control[0] = -1;
+  goto free_env;
+
+nomem:
+  rc = distc__seterr(DISTC_ENOMEM, "out of memory starting the master");
+free_env:
+  envv_free(&env);
+  envv_free(&add);
+close_fds:
+  for (int i = 0; i < 2; i++) {
+    if (secret[i] >= 0)
+      close(secret[i]);
+    if (control[i] >= 0)
+      close(control[i]);
+  }
+  if (m_listen >= 0)
+    close(m_listen);
+  if (m_local >= 0)
+    close(m_local);
+  if (m_secret >= 0)
+    close(m_secret);
+  if (m_control >= 0)
+    close(m_control);
   return rc;
 }

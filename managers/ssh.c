@@ -83,10 +83,21 @@ static const char bootstrap_sh[] =
     "&& [ \"$l\" = . ] || exit 0; DISTC_ROLE=" DISTC_ROLE_PROXY
     " exec \"$x\" \"$@\"";
 
-static const char *const ssh_options[] = {
-    "hosts",       "hostfile",       "ssh-identity",  "ssh-config",
-    "master-addr", "tunnel",         "max-connecting", "accept-new-hostkeys",
-    "allow-partial", NULL,
+static const distc__option ssh_options[] = {
+    {"ssh-identity", true, "F",
+     "private key to use (default: the SSH agent, then\nthe identity files "
+     "of the ssh configuration)"},
+    {"ssh-config", true, "F",
+     "ssh_config file (default ~/.ssh/config and\n/etc/ssh/ssh_config)"},
+    {"accept-new-hostkeys", false, NULL, "add keys of hosts not in known_hosts"},
+    {"master-addr", true, "A",
+     "address of this host the workers dial (default:\nthis host's address "
+     "on each SSH connection)"},
+    {"tunnel", false, NULL, "workers connect back through the SSH session"},
+    {"max-connecting", true, "N", "hosts connected at once (default 10)"},
+    {"allow-partial", false, NULL,
+     "start on the hosts that work, leave out others"},
+    {NULL, false, NULL, NULL},
 };
 
 /* Variables that mean something only where they were set. */
@@ -125,6 +136,7 @@ typedef enum host_phase {
 
 typedef struct ssh_host {
   distc_host spec; /* owned */
+  int at;          /* its index in the host list of prepare */
   char label[320]; /* user@host:port as written */
   ssh_session s;
   char local_addr[INET6_ADDRSTRLEN];
@@ -158,8 +170,6 @@ typedef struct ssh_state {
   pthread_mutex_t lock;
   pthread_cond_t changed; /* CLOCK_MONOTONIC */
   /* options */
-  distc_host *spec;
-  int nspec;
   char *identity, *config, *master_addr;
   bool accept_new, tunnel, partial, verbose, dry_run;
   int max_connecting;
@@ -170,10 +180,9 @@ typedef struct ssh_state {
   int next_connect; /* nodes: the next host a connect thread takes */
   int connecting;   /* connect threads not finished */
   pthread_mutex_t kh_lock; /* known_hosts file updates */
-  /* local workers */
+  /* workers on this host, through the spawn launch half */
   int local_count;
-  distc_manager local;
-  bool local_open;
+  void *local; /* its state; NULL until used */
   /* after launch */
   bool launched;
   bool started; /* launch has returned: failures are printed, not returned */
@@ -293,10 +302,6 @@ static int ssh_set_option(void *state, const char *name, const char *value) {
   int rc = state_init(s);
   if (rc != 0)
     return rc;
-  if (strcmp(name, "hosts") == 0)
-    return distc__hosts_parse_list(value ? value : "", &s->spec, &s->nspec);
-  if (strcmp(name, "hostfile") == 0)
-    return distc__hosts_parse_file(value ? value : "", &s->spec, &s->nspec);
   if (strcmp(name, "ssh-identity") == 0) {
     if (value == NULL || access(value, R_OK) != 0)
       return distc__seterr(DISTC_EINVAL,
@@ -348,7 +353,7 @@ static int ssh_set_option(void *state, const char *name, const char *value) {
                : strcmp(name, "dry-run") == 0             ? &s->dry_run
                                                           : NULL;
   if (flag == NULL)
-    return distc__seterr(DISTC_EINVAL, "the ssh manager takes no --%s", name);
+    return distc__seterr(DISTC_EINVAL, "the ssh launcher takes no --%s", name);
   *flag = true;
   return 0;
 }
@@ -407,7 +412,7 @@ static int check_host_key(ssh_state *s, ssh_host *h) {
         return -1;
       }
       if (s->verbose)
-        fprintf(stderr, "distc-launch: [%s] accepted new host key %s\n",
+        distc__log_print("[%s] accepted new host key %s",
                 h->label, fp);
       return 0;
     }
@@ -626,9 +631,9 @@ static void connect_host(ssh_state *s, ssh_host *h, double deadline) {
     unsigned int port = 22;
     ssh_options_get(h->s, SSH_OPTIONS_HOST, &host);
     ssh_options_get_port(h->s, &port);
-    fprintf(stderr,
-            "distc-launch: [%s] connected to %s port %u, host key known, "
-            "%d worker%s; this host is %s there\n",
+    distc__log_print(
+            "[%s] connected to %s port %u, host key known, "
+            "%d worker%s; this host is %s there",
             h->label, host ? host : h->spec.name, port, h->spec.slots,
             h->spec.slots == 1 ? "" : "s", h->local_addr);
     ssh_string_free_char(host);
@@ -691,46 +696,53 @@ static int report_failures(ssh_state *s, const char *what) {
   return rc;
 }
 
-static int ssh_nodes(void *state, int requested, distc_host **hosts,
-                     int *nhosts) {
+/* Connects to every host of the list that is not this one; settles the
+ * slots of `auto` hosts, and with --allow-partial gives 0 slots to the hosts
+ * left out. */
+static int ssh_prepare(void *state, distc_host *hosts, int nhosts) {
   ssh_state *s = state;
   int rc = state_init(s);
   if (rc != 0)
     return rc;
-  if (s->nspec == 0)
-    return distc__seterr(DISTC_EINVAL,
-                         "the ssh manager needs hosts; give --hosts "
-                         "node1:2,node2:4 or --hostfile FILE");
   if (s->h != NULL)
-    return distc__seterr(DISTC_ESTATE, "the ssh manager asked twice for its "
-                                       "nodes; this is a bug in distc");
-  s->local_count = requested > 0 ? requested : 0;
-  s->h = calloc((size_t)s->nspec, sizeof *s->h);
+    return distc__seterr(DISTC_ESTATE, "the ssh launcher prepared twice; "
+                                       "this is a bug in distc");
+  s->local_count = 0;
+  s->h = calloc((size_t)nhosts + 1, sizeof *s->h);
   if (s->h == NULL)
     return distc__seterr(DISTC_ENOMEM, "out of memory");
-  s->nh = s->nspec;
-  for (int i = 0; i < s->nh; i++) {
-    ssh_host *h = &s->h[i];
-    h->spec = s->spec[i];
-    memset(&s->spec[i], 0, sizeof s->spec[i]);
+  for (int i = 0; i < nhosts; i++) {
+    if (hosts[i].here) {
+      if (hosts[i].slots == DISTC_SLOTS_AUTO)
+        hosts[i].slots = distc__host_cores();
+      s->local_count += hosts[i].slots;
+      continue;
+    }
+    ssh_host *h = &s->h[s->nh++];
+    h->at = i;
+    h->spec = hosts[i];
+    h->spec.name = strdup(hosts[i].name);
+    h->spec.user = hosts[i].user ? strdup(hosts[i].user) : NULL;
+    h->spec.dir = hosts[i].dir ? strdup(hosts[i].dir) : NULL;
+    h->spec.exename = hosts[i].exename ? strdup(hosts[i].exename) : NULL;
+    if (h->spec.name == NULL || (hosts[i].user && !h->spec.user) ||
+        (hosts[i].dir && !h->spec.dir) ||
+        (hosts[i].exename && !h->spec.exename))
+      return distc__seterr(DISTC_ENOMEM, "out of memory");
     distc__host_label(&h->spec, h->label, sizeof h->label);
   }
-  free(s->spec);
-  s->spec = NULL;
-  s->nspec = 0;
 
   if (s->dry_run) {
     for (int i = 0; i < s->nh; i++) {
       if (s->h[i].spec.slots == DISTC_SLOTS_AUTO) {
-        fprintf(stderr,
-                "distc-launch: [%s] auto: the core count is asked of the "
-                "host when connecting; counted as 1 here\n",
-                s->h[i].label);
+        distc__log_print("[%s] auto: the core count is asked of the host "
+                         "when connecting; counted as 1 here",
+                         s->h[i].label);
         s->h[i].spec.slots = 1;
       }
       s->h[i].phase = H_CONNECTED;
     }
-  } else {
+  } else if (s->nh > 0) {
     double deadline = now_s() + s->timeout_s;
     int nthreads = s->max_connecting < s->nh ? s->max_connecting : s->nh;
     pthread_t *t = calloc((size_t)nthreads, sizeof *t);
@@ -776,35 +788,13 @@ static int ssh_nodes(void *state, int requested, distc_host **hosts,
     }
     for (int i = 0; i < s->nh; i++)
       if (s->h[i].phase == H_FAILED) {
-        fprintf(stderr, "distc-launch: leaving out %s\n", s->h[i].error);
+        distc__log(DISTC__LOG_WARN, "leaving out %s", s->h[i].error);
         s->h[i].dropped = true;
         host_disconnect(&s->h[i]);
       }
   }
-
-  distc_host *out = calloc((size_t)s->nh + 1, sizeof *out);
-  int n = 0;
-  if (out == NULL)
-    return distc__seterr(DISTC_ENOMEM, "out of memory");
-  if (s->local_count > 0) {
-    out[n].name = strdup("localhost");
-    out[n++].slots = s->local_count;
-  }
-  for (int i = 0; i < s->nh; i++) {
-    if (s->h[i].dropped)
-      continue;
-    out[n].name = strdup(s->h[i].spec.name);
-    out[n].user = s->h[i].spec.user ? strdup(s->h[i].spec.user) : NULL;
-    out[n].port = s->h[i].spec.port;
-    out[n++].slots = s->h[i].spec.slots;
-  }
-  for (int i = 0; i < n; i++)
-    if (out[i].name == NULL) {
-      distc_host_free(out, n);
-      return distc__seterr(DISTC_ENOMEM, "out of memory");
-    }
-  *hosts = out;
-  *nhosts = n;
+  for (int i = 0; i < s->nh; i++)
+    hosts[s->h[i].at].slots = s->h[i].dropped ? 0 : s->h[i].spec.slots;
   return 0;
 }
 
@@ -992,7 +982,7 @@ static void handle_line(ssh_state *s, ssh_host *h, char *line) {
   if (strncmp(line, "hello ", 6) == 0 && h->phase == H_STARTING) {
     h->phase = H_HELLO;
     if (s->verbose)
-      fprintf(stderr, "distc-launch: [%s] proxy ready (pid, cores: %s)\n",
+      distc__log_print("[%s] proxy ready (pid, cores: %s)",
               h->label, line + 6);
   } else if (sscanf(line, "started %d %ld", &index, &pid) == 2) {
     remote_worker *w = find_worker(h, index);
@@ -1003,7 +993,7 @@ static void handle_line(ssh_state *s, ssh_host *h, char *line) {
   } else if (strcmp(line, "running") == 0 && h->phase == H_HELLO) {
     h->phase = H_RUNNING;
     if (s->verbose)
-      fprintf(stderr, "distc-launch: [%s] workers %d..%d started\n",
+      distc__log_print("[%s] workers %d..%d started",
               h->label, h->first, h->first + h->count - 1);
   } else if (sscanf(line, "exit %d %d", &index, &status) == 2) {
     remote_worker *w = find_worker(h, index);
@@ -1014,7 +1004,7 @@ static void handle_line(ssh_state *s, ssh_host *h, char *line) {
   } else if (strncmp(line, "fail ", 5) == 0) {
     proxy_failed(s, h, line + 5);
     if (s->started && h->error != NULL)
-      fprintf(stderr, "distc-launch: %s\n", h->error);
+      distc__log(DISTC__LOG_ERROR, "%s", h->error);
   }
   pthread_cond_broadcast(&s->changed);
 }
@@ -1368,12 +1358,12 @@ static int open_proxy(ssh_state *s, ssh_host *h,
              s->master_addr ? s->master_addr : h->local_addr, s->master_port);
   if (spec->verbose || spec->dry_run) {
     char *cmd = bootstrap_command(false);
-    fprintf(stderr, "distc-launch: [%s] ssh %s %s\n", h->label, h->label,
+    distc__log_print("[%s] ssh %s %s", h->label, h->label,
             cmd ? cmd : "(out of memory)");
     free(cmd);
-    fprintf(stderr,
-            "distc-launch: [%s] then, over the channel: cd %s, run %s as "
-            "the proxy, its workers dial the master at %s\n",
+    distc__log_print(
+            "[%s] then, over the channel: cd %s, run %s as "
+            "the proxy, its workers dial the master at %s",
             h->label, dir, exe,
             spec->dry_run
                 ? (s->tunnel ? "127.0.0.1:<forwarded port>"
@@ -1421,8 +1411,11 @@ static void abort_launch(ssh_state *s) {
     wait_until(s, deadline);
   }
   pthread_mutex_unlock(&s->lock);
-  if (s->local_open)
-    distc_manager_stop(&s->local, SIGKILL, 0, NULL, NULL);
+  if (s->local != NULL) {
+    distc__launch_spawn.signal(s->local, SIGKILL);
+    while (distc__launch_spawn.reap(s->local, NULL, NULL) > 0)
+      ; /* SIGKILLed children of ours: each reap waits for what has ended */
+  }
 }
 
 static int ssh_launch(void *state, const distc_launch_spec *spec) {
@@ -1480,25 +1473,24 @@ static int ssh_launch(void *state, const distc_launch_spec *spec) {
                            "one line",
                            (int)strcspn(spec->env[i], "="), spec->env[i]);
     if (never_forwarded(spec->env[i]) && s->nh > 0)
-      fprintf(stderr,
-              "distc-launch: --env %.*s is not passed to other hosts "
-              "(SSH_* and DISPLAY mean something only here)\n",
+      distc__log(DISTC__LOG_WARN,
+              "--env %.*s is not passed to other hosts "
+              "(SSH_* and DISPLAY mean something only here)",
               (int)strcspn(spec->env[i], "="), spec->env[i]);
   }
 
   int local = s->local_count < spec->count ? s->local_count : spec->count;
   if (local > 0) {
-    if ((rc = distc_manager_open(&s->local, "local", false)) != 0)
-      return rc;
-    s->local_open = true;
+    /* This host's workers are children of ours, as the local manager's. */
+    s->local = calloc(1, distc__launch_spawn.state_size);
+    if (s->local == NULL)
+      return distc__seterr(DISTC_ENOMEM, "out of memory");
     distc_launch_spec ls = *spec;
     ls.count = local;
     ls.started = NULL;
-    if (spec->blas_auto) {
-      int cores = distc__host_cores();
-      ls.blas_threads = cores / local > 1 ? cores / local : 1;
-    }
-    if ((rc = s->local.ops->launch(s->local.state, &ls)) != 0)
+    ls.hosts = NULL;
+    ls.nhosts = 0;
+    if ((rc = distc__launch_spawn.launch(s->local, &ls)) != 0)
       return rc;
   }
 
@@ -1547,7 +1539,7 @@ static int ssh_launch(void *state, const distc_launch_spec *spec) {
     if (h->dropped)
       continue;
     if (h->phase == H_FAILED) {
-      fprintf(stderr, "distc-launch: leaving out %s\n", h->error);
+      distc__log(DISTC__LOG_WARN, "leaving out %s", h->error);
       h->dropped = true;
       h->closing = true;
       continue;
@@ -1603,8 +1595,8 @@ fail:;
 
 static int ssh_signal(void *state, int sig) {
   ssh_state *s = state;
-  if (s->local_open)
-    s->local.ops->signal(s->local.state, sig);
+  if (s->local != NULL)
+    distc__launch_spawn.signal(s->local, sig);
   if (!s->init)
     return 0;
   pthread_mutex_lock(&s->lock);
@@ -1624,8 +1616,8 @@ static int ssh_signal(void *state, int sig) {
 static int ssh_reap(void *state, distc_exit_cb cb, void *arg) {
   ssh_state *s = state;
   int running = 0;
-  if (s->local_open)
-    running += s->local.ops->reap(s->local.state, cb, arg);
+  if (s->local != NULL)
+    running += distc__launch_spawn.reap(s->local, cb, arg);
   if (!s->init)
     return running;
   drain(s->event[0]);
@@ -1682,9 +1674,10 @@ static void ssh_destroy(void *state) {
     free(h->spec.exename);
   }
   free(s->h);
-  distc_host_free(s->spec, s->nspec);
-  if (s->local_open)
-    distc_manager_close(&s->local);
+  if (s->local != NULL) {
+    distc__launch_spawn.destroy(s->local);
+    free(s->local);
+  }
   free(s->identity);
   free(s->config);
   free(s->master_addr);
@@ -1703,16 +1696,14 @@ static void ssh_destroy(void *state) {
   memset(s, 0, sizeof *s);
 }
 
-const distc_manager_ops distc_manager_ssh = {
+const distc__launch_ops distc__launch_ssh = {
     .name = "ssh",
+    .title = "starting workers over SSH (libssh, no ssh binary)",
     .options = ssh_options,
-    .priority = 0,
     .state_size = sizeof(ssh_state),
-    .remote = true,
     .set_option = ssh_set_option,
     .event_fd = ssh_event_fd,
-    .detect = NULL,
-    .nodes = ssh_nodes,
+    .prepare = ssh_prepare,
     .launch = ssh_launch,
     .signal = ssh_signal,
     .reap = ssh_reap,

@@ -31,7 +31,7 @@ int distc_init(int *argc, char ***argv) {
   if (role && strcmp(role, "worker") == 0)
     return distc__worker_main();
   if (role && strcmp(role, DISTC_ROLE_PROXY) == 0)
-    distc__proxy_main(C->argc, C->argv); /* the SSH manager's, on its host */
+    distc__proxy_main(C->argc, C->argv); /* a launch half started us */
   return distc__master_init();
 }
 

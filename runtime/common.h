@@ -22,6 +22,12 @@ enum { DISTC__LOG_ERROR, DISTC__LOG_WARN, DISTC__LOG_INFO, DISTC__LOG_DEBUG };
 void distc__log(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void distc__log_setid(int id);
+/* Prints what the user asked to see (-v, --dry-run), whatever the level,
+ * prefixed like distc__log. */
+void distc__log_print(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+/* A program's own name ("distc-launch") replaces the "distc[<id>]" prefix. */
+void distc__log_setname(const char *name);
 
 #define DISTC__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

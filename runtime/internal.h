@@ -234,6 +234,7 @@ typedef struct distc__cluster {
   int next_index;       /* launch index of the next worker */
   int rr;               /* round robin cursor for DISTC_ANY */
   char *refused;        /* why the last worker was refused */
+  int refused_code;     /* and the DISTC_E* code that says it */
 
   /* master */
   unsigned char secret[DISTC_SECRET_LEN];

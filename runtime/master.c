@@ -240,6 +240,7 @@ static void admit(peer *p, uint32_t len) {
   distc__cluster *C = &distc__C;
   distc__dec d;
   char why[512] = "";
+  int code = DISTC_EPROTO; /* what await_workers reports for `why` */
   if (distc__dec_open(&d, (char *)p->buf + DISTC__HDR_LEN, len) < 0) {
     peer_close(p);
     return;
@@ -267,6 +268,7 @@ static void admit(peer *p, uint32_t len) {
     char mine[17], theirs[17];
     distc__fingerprint_hex(distc__fingerprint(), mine);
     distc__fingerprint_hex(fp, theirs);
+    code = DISTC_EFINGERPRINT;
     snprintf(why, sizeof why,
              "worker %d (pid %d on %s) runs a different binary than the "
              "master (build %s, master %s): every process must run the same "
@@ -291,6 +293,7 @@ static void admit(peer *p, uint32_t len) {
   if (why[0]) {
     free(C->refused);
     C->refused = strdup(why);
+    C->refused_code = code;
     pthread_cond_broadcast(&C->changed);
     pthread_mutex_unlock(&C->lock);
     distc__log(DISTC__LOG_ERROR, "refused a worker: %s", why);
@@ -639,30 +642,36 @@ static int remote_listener(const char **addr) {
   return 0;
 }
 
-/* Gives the manager opened for distc_addprocs its options. */
-static int configure_manager(distc_manager *m, const distc_addprocs_opts *o,
-                             double timeout) {
-  int rc = distc_manager_set_common(m, timeout, false, false);
-  if (rc == 0 && o->hosts) {
-    if (!distc_manager_has_option(m, "hosts"))
-      return distc__seterr(DISTC_EINVAL, "the %s manager takes no hosts",
-                           m->ops->name);
-    rc = m->ops->set_option(m->state, "hosts", o->hosts);
+/* addprocs' options as the start-up path takes them: "hosts" is sugar for
+ * the option of that name, manager_options are "NAME[=VALUE]" (the same
+ * options as distc-launch's, and the same rule for the manager they
+ * imply).  *names holds the copies the names point into. */
+static int addprocs_options(const distc_addprocs_opts *o, distc__mopt **out,
+                            int *nout, char **names) {
+  size_t n = o->hosts ? 1 : 0, bytes = 0;
+  for (size_t i = 0; o->manager_options && o->manager_options[i]; i++) {
+    n++;
+    bytes += strlen(o->manager_options[i]) + 1;
   }
-  for (size_t i = 0; o->manager_options && o->manager_options[i] && rc == 0;
-       i++) {
-    char name[64];
+  *out = calloc(n + 1, sizeof **out);
+  *names = malloc(bytes + 1);
+  if (*out == NULL || *names == NULL)
+    return distc__seterr(DISTC_ENOMEM, "out of memory");
+  int k = 0;
+  if (o->hosts)
+    (*out)[k++] = (distc__mopt){"hosts", o->hosts};
+  char *p = *names;
+  for (size_t i = 0; o->manager_options && o->manager_options[i]; i++) {
     const char *opt = o->manager_options[i];
     const char *eq = strchr(opt, '=');
-    size_t n = eq ? (size_t)(eq - opt) : strlen(opt);
-    snprintf(name, sizeof name, "%.*s", (int)(n < 63 ? n : 63), opt);
-    if (!distc_manager_has_option(m, name))
-      return distc__seterr(DISTC_EINVAL,
-                           "the %s manager takes no option '%s'",
-                           m->ops->name, name);
-    rc = m->ops->set_option(m->state, name, eq ? eq + 1 : NULL);
+    size_t len = eq ? (size_t)(eq - opt) : strlen(opt);
+    memcpy(p, opt, len);
+    p[len] = '\0';
+    (*out)[k++] = (distc__mopt){p, eq ? eq + 1 : NULL};
+    p += len + 1;
   }
-  return rc;
+  *nout = k;
+  return 0;
 }
 
 static int open_listener(void) {
@@ -731,9 +740,7 @@ static int await_workers(int first, int n, double deadline,
     if (joined == n)
       break;
     if (C->refused) {
-      rc = distc__seterr(strstr(C->refused, "different binary")
-                             ? DISTC_EFINGERPRINT
-                             : DISTC_EPROTO,
+      rc = distc__seterr(C->refused_code ? C->refused_code : DISTC_EPROTO,
                          "%s", C->refused);
       break;
     }
@@ -816,7 +823,7 @@ int distc__master_init(void) {
       C->local_fd = lfd;
       fcntl(lfd, F_SETFD, FD_CLOEXEC);
     }
-  } else if (distc_local_listener(C->local_addr, sizeof C->local_addr,
+  } else if (distc__local_listener(C->local_addr, sizeof C->local_addr,
                                   &C->local_fd) < 0) {
     C->local_fd = -1;
   }
@@ -889,7 +896,7 @@ static void note_exit(void *arg, int index, pid_t pid, int status) {
 
 static bool batch_alive(void *arg) {
   batch *b = arg;
-  b->m->ops->reap(b->m->state, note_exit, b);
+  distc__manager_reap(b->m, note_exit, b);
   return b->exited_early == 0;
 }
 
@@ -898,18 +905,23 @@ static int remove_workers(const int *ids, int n);
 static void reap_all(void) {
   distc__cluster *C = &distc__C;
   for (int i = 0; i < C->nmanagers; i++)
-    C->managers[i].ops->reap(C->managers[i].state, NULL, NULL);
+    distc__manager_reap(&C->managers[i], NULL, NULL);
 }
 
 int distc_addprocs(const distc_addprocs_opts *o, int *ids) {
   distc__cluster *C = &distc__C;
+  distc__mopt *mopts = NULL;
+  char *names = NULL;
+  int nmopts = 0;
   int rc;
   if (!C->initialised || C->finalised)
     return distc__seterr(DISTC_ESTATE, "call distc_init() first");
   if (!C->is_master)
     return distc__seterr(DISTC_ENOTMASTER, "only the master can add workers");
-  if (!o || o->count < 0 || (o->count == 0 && !o->hosts))
+  if (!o || o->count < 0)
     return distc__seterr(DISTC_EINVAL, "addprocs wants a count of at least 1");
+  if ((rc = addprocs_options(o, &mopts, &nmopts, &names)) < 0)
+    goto free_opts;
 
   pthread_mutex_lock(&C->addprocs_lock);
   distc_manager *ms = realloc(C->managers, sizeof *ms * (size_t)(C->nmanagers + 1));
@@ -918,38 +930,33 @@ int distc_addprocs(const distc_addprocs_opts *o, int *ids) {
     goto unlock;
   }
   C->managers = ms;
-  distc_manager *m = &C->managers[C->nmanagers];
-  const char *mname = o->manager ? o->manager
-                      : o->hosts || o->manager_options ? "ssh"
-                                                       : "local";
-  if ((rc = distc_manager_open(m, mname, false)) < 0)
-    goto unlock;
   double timeout = o->timeout_s > 0 ? o->timeout_s : 60;
-  if ((rc = configure_manager(m, o, timeout)) < 0)
+  pthread_mutex_lock(&C->lock);
+  int before = C->nids;
+  pthread_mutex_unlock(&C->lock);
+  /* The same path as distc-launch's: a local manager starts `count` here; a
+   * remote one gives every slot of its hosts (count 0) or `count` of them. */
+  distc__startup st = {
+      .manager = o->manager,
+      .opts = mopts,
+      .nopts = nmopts,
+      .procs = o->count,
+      .limit = o->count,
+      .workers_before = before,
+      .timeout_s = timeout,
+      .who = "distc_addprocs",
+  };
+  if ((rc = distc__startup_plan(&st)) < 0)
+    goto unlock;
+  distc_manager *m = &st.m;
+  if (!distc__manager_remote(m) && o->count == 0) {
+    rc = distc__seterr(DISTC_EINVAL, "addprocs wants a count of at least 1");
     goto close_manager;
-  /* A manager with hosts of its own says how many workers they take. */
-  int count = o->count;
-  const char *master_addr = C->master_addr;
-  if (m->ops->remote) {
-    distc_host *hosts = NULL;
-    int nhosts = 0, slots = 0;
-    if ((rc = m->ops->nodes(m->state, 0, &hosts, &nhosts)) < 0)
-      goto close_manager;
-    for (int i = 0; i < nhosts; i++)
-      slots += hosts[i].slots;
-    distc_host_free(hosts, nhosts);
-    if (count > slots) {
-      rc = distc__seterr(DISTC_EINVAL,
-                         "addprocs wants %d workers but the hosts give %d "
-                         "slots; give count 0 for all of them",
-                         count, slots);
-      goto close_manager;
-    }
-    if (count == 0)
-      count = slots;
-    if ((rc = remote_listener(&master_addr)) < 0)
-      goto close_manager;
   }
+  int count = st.count;
+  const char *master_addr = C->master_addr;
+  if (distc__manager_remote(m) && (rc = remote_listener(&master_addr)) < 0)
+    goto close_manager;
 
   char exe[4096];
   const char *exename = o->exename;
@@ -967,29 +974,27 @@ int distc_addprocs(const distc_addprocs_opts *o, int *ids) {
   pthread_mutex_lock(&C->lock);
   int first = C->next_index;
   C->next_index += count;
-  int total = C->nids + count;
   free(C->refused);
   C->refused = NULL;
+  C->refused_code = 0;
   pthread_mutex_unlock(&C->lock);
-  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   int started = count;
-  distc_launch_spec spec = {
-      .count = count,
-      .first_index = first,
+  distc__startup_run run = {
       .exename = exename,
       .argv = C->argv ? C->argv : fallback_argv,
       .dir = o->dir,
       .env = o->env,
       .master_addr = master_addr,
-      .secret = C->secret,
-      .blas_threads = cpus > total ? (int)(cpus / total) : 1,
-      .started = &started,
-      .blas_auto = m->ops->remote,
       .local_addr = C->local_fd >= 0 ? C->local_addr : NULL,
+      .secret = C->secret,
+      .first_index = first,
+      .started = &started,
   };
-  if ((rc = m->ops->launch(m->state, &spec)) < 0)
+  if ((rc = distc__startup_launch(&st, &run)) < 0)
     goto close_manager;
-  C->nmanagers++;
+  distc__startup_free(&st);
+  C->managers[C->nmanagers++] = st.m;
+  m = &C->managers[C->nmanagers - 1];
 
   count = started; /* the indices after them are never used */
   batch b = {m, first, count, 0};
@@ -997,15 +1002,16 @@ int distc_addprocs(const distc_addprocs_opts *o, int *ids) {
                      batch_alive, &b);
   if (rc < 0) {
     char *msg = strdup(distc_errmsg());
-    int joined[1024], k = 0;
-    for (int i = 0; i < count && k < 1024; i++) {
+    int *joined = calloc((size_t)count + 1, sizeof *joined), k = 0;
+    for (int i = 0; joined && i < count; i++) {
       distc__conn *c = distc__conn_get(DISTC_INDEX_TO_ID(first + i));
       if (c)
         joined[k++] = c->id;
       distc__conn_unref(c);
     }
     remove_workers(joined, k);
-    distc_manager_stop(m, SIGKILL, 1.0, NULL, NULL);
+    free(joined);
+    distc__manager_stop(m, SIGKILL, 1.0, NULL, NULL);
     distc__seterr(rc, "%s", msg ? msg : distc_strerror(rc));
     free(msg);
     goto unlock;
@@ -1015,9 +1021,13 @@ int distc_addprocs(const distc_addprocs_opts *o, int *ids) {
   rc = count;
   goto unlock;
 close_manager:
-  distc_manager_close(m);
+  distc__startup_free(&st);
+  distc__manager_close(&st.m);
 unlock:
   pthread_mutex_unlock(&C->addprocs_lock);
+free_opts:
+  free(mopts);
+  free(names);
   return rc;
 }
 
@@ -1094,8 +1104,8 @@ int distc__master_finalize(void) {
     n = 4096;
   int rc = n ? distc_rmprocs(ids, n) : 0;
   for (int i = 0; i < C->nmanagers; i++) {
-    distc_manager_stop(&C->managers[i], SIGTERM, 1.0, NULL, NULL);
-    distc_manager_close(&C->managers[i]);
+    distc__manager_stop(&C->managers[i], SIGTERM, 1.0, NULL, NULL);
+    distc__manager_close(&C->managers[i]);
   }
   free(C->managers);
   C->managers = NULL;

@@ -302,7 +302,7 @@ int distc__worker_main(void) {
   const char *local = getenv(DISTC_ENV_MASTER_LOCAL);
   /* The same-host socket when it is reachable (same host and network
    * namespace), TCP otherwise. */
-  int fd = local ? distc_local_dial(local) : -1;
+  int fd = local ? distc__local_dial(local) : -1;
   /* Nothing of ours may leak into programs this worker starts: they would
    * think they are workers too. */
   const char *ours[] = {DISTC_ENV_ROLE, DISTC_ENV_MASTER, DISTC_ENV_SECRET_FD,

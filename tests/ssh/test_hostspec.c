@@ -43,7 +43,7 @@ static void good(const char *entry, const char *user, const char *name,
                h[0].port == port && h[0].slots == slots,
            what, detail);
   }
-  distc_host_free(h, n);
+  distc__host_free(h, n);
 }
 
 /* A bad list: refused, and the message quotes the bad entry and contains
@@ -61,7 +61,7 @@ static void bad(const char *list, const char *quoted, const char *why) {
   result(rc == DISTC_EINVAL && strstr(msg, q) != NULL &&
              strstr(msg, why) != NULL,
          what, detail);
-  distc_host_free(h, n);
+  distc__host_free(h, n);
 }
 
 static char tmpdir[] = "/tmp/distc-hostspec.XXXXXX";
@@ -119,7 +119,7 @@ static void file_good(void) {
     result(same(h[7].name, "fe80::1") && h[7].port == 22 && h[7].slots == 2,
            "host file: [IPv6]:port:N", h[7].name);
   }
-  distc_host_free(h, n);
+  distc__host_free(h, n);
 }
 
 static void file_bad(const char *name, const char *text, const char *why) {
@@ -134,7 +134,7 @@ static void file_bad(const char *name, const char *text, const char *why) {
   result(rc == DISTC_EINVAL && strstr(distc_errmsg(), where) != NULL &&
              strstr(distc_errmsg(), why) != NULL,
          what, detail);
-  distc_host_free(h, n);
+  distc__host_free(h, n);
 }
 
 int main(void) {
@@ -159,13 +159,13 @@ int main(void) {
   int rc = distc__hosts_parse_list("node1:2,node2:3,node1", &h, &n);
   result(rc == 0 && n == 2 && h[0].slots == 3 && h[1].slots == 3,
          "a list merges a repeated host", rc ? distc_errmsg() : "");
-  distc_host_free(h, n);
+  distc__host_free(h, n);
   h = NULL;
   n = 0;
   rc = distc__hosts_parse_list("node1:2,u@node1:2,node1:22:2", &h, &n);
   result(rc == 0 && n == 3,
          "user@ and :port make different hosts", rc ? distc_errmsg() : "");
-  distc_host_free(h, n);
+  distc__host_free(h, n);
   h = NULL;
   n = 0;
 
@@ -202,7 +202,7 @@ int main(void) {
   rc = distc__hosts_parse_list("node1:auto,node1:2", &h, &n);
   result(rc == DISTC_EINVAL && strstr(distc_errmsg(), "auto"),
          "refuses a host listed twice with auto", distc_errmsg());
-  distc_host_free(h, n);
+  distc__host_free(h, n);
   h = NULL;
   n = 0;
 
