@@ -351,5 +351,7 @@ extern const distc__resource_ops distc__resource_here;     /* local.c */
 extern const distc__resource_ops distc__resource_hostlist; /* hostlist.c */
 extern const distc__launch_ops distc__launch_spawn;        /* local.c */
 extern const distc__launch_ops distc__launch_ssh;          /* ssh.c */
+extern const distc__resource_ops distc__resource_slurm;    /* slurm.c */
+extern const distc__launch_ops distc__launch_srun;         /* srun.c */
 
 #endif

@@ -29,8 +29,11 @@ static char load_msg[512]; /* the first failure's detail, said again */
 static void load(void) {
   const char *names[] = {DISTC_LIBSLURM_SONAME, "libslurm.so"};
   void *h = NULL;
+  /* RTLD_GLOBAL: the plugins libslurm dlopens itself (auth_munge,
+   * hash_k12) resolve slurm_conf and friends against it, and a lookup that
+   * fails later ends the process. */
   for (size_t i = 0; i < DISTC__ARRAY_LEN(names) && !h; i++)
-    h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    h = dlopen(names[i], RTLD_NOW | RTLD_GLOBAL);
   if (!h) {
     load_rc = distc__seterr(DISTC_ENOTSUP,
                             "the slurm manager needs libslurm (%s): install "

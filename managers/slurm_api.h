@@ -29,7 +29,8 @@
   X(slurm_fini) X(slurm_load_job) X(slurm_free_job_info_msg)                  \
   X(slurm_init_job_desc_msg) X(slurm_allocate_resources_blocking)             \
   X(slurm_free_resource_allocation_response_msg) X(slurm_complete_job)        \
-  X(slurm_kill_job) X(slurm_get_errno) X(slurm_strerror)
+  X(slurm_kill_job) X(slurm_get_errno) X(slurm_strerror)                      \
+  X(slurm_load_node_single) X(slurm_free_node_info_msg)
 
 typedef struct distc__slurm_api {
 #define DISTC__SLURM_SLOT(name) __typeof__(name) *name;
@@ -72,6 +73,8 @@ bool distc__slurm_hostname_ok(const char *name);
 #define slurm_kill_job distc__slurm.slurm_kill_job
 #define slurm_get_errno distc__slurm.slurm_get_errno
 #define slurm_strerror distc__slurm.slurm_strerror
+#define slurm_load_node_single distc__slurm.slurm_load_node_single
+#define slurm_free_node_info_msg distc__slurm.slurm_free_node_info_msg
 #endif
 
 #endif
