@@ -102,7 +102,7 @@ static void usage_option(FILE *f, const distc__option *o) {
                   o->arg ? o->arg : "");
   const char *h = o->help ? o->help : "";
   if (n >= HELP_COL - 1) {
-    fputc(' ', f);
+    fputs("  ", f);
   } else {
     fprintf(f, "%*s", HELP_COL - n, "");
   }
@@ -167,7 +167,7 @@ static void usage(FILE *f) {
         continue;
       char who[256];
       users(who, sizeof who, half, res);
-      fprintf(f, "\n%s (manager%s %s):\n", title ? title : "options",
+      fprintf(f, "\n%s; manager%s %s:\n", title ? title : "options",
               strchr(who, ',') ? "s" : "", who);
       for (size_t k = 0; opts[k].name; k++)
         usage_option(f, &opts[k]);
@@ -302,8 +302,8 @@ static int resolve_program(const char *what, const char *name, char **out) {
                            "check the path",
                            what, name);
     if (e != 0)
-      return distc__seterr(DISTC_EINVAL, "%s %s: %s; check the path", what,
-                           name, strerror(e));
+      return distc__seterr(DISTC_EINVAL, "%s %s: %s on this host; check the "
+                           "path", what, name, strerror(e));
     goto found;
   }
 

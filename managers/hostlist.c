@@ -74,7 +74,7 @@ static void hostlist_destroy(void *state) {
 
 const distc__resource_ops distc__resource_hostlist = {
     .name = "hostlist",
-    .title = "hosts of the ssh manager (-p N adds N workers here)",
+    .title = "workers on the hosts listed (-p N adds N on this host)",
     .options = hostlist_options,
     .state_size = sizeof(hostlist_state),
     .remote = true,

@@ -1,87 +1,50 @@
-/* ssh.c — the SSH manager: workers on other hosts, started over one libssh
- * session per host (no `ssh` binary), plus optional local workers (-p).
+/* ssh.c — the ssh launch half: workers on other hosts, started over one
+ * libssh session per host (no `ssh` binary), plus the workers -p asks for
+ * on this host (through the spawn launch half).
  *
  * Phases, each bounded by the run's timeout:
- *   nodes   connect to every host (at most max_connecting at once, as sshd's
- *           MaxStartups expects), check its host key, authenticate, and
- *           start the bootstrap command right away (bootstrap_sh), so the
- *           login shell starts while other hosts still connect; `host:auto`
- *           hosts report their core count first;
+ *   prepare connect to every host (at most max_connecting at once, as
+ *           sshd's MaxStartups expects; ssh_session.c), and start the
+ *           bootstrap command right away, so the login shell starts while
+ *           other hosts still connect; `host:auto` hosts report their core
+ *           count first;
  *   launch  send every bootstrap what to run, and the proxy it becomes
  *           (proxy.c: the program itself in its proxy role) the master's
- *           address and the secret, all over the channel; once every proxy
- *           said "hello" (which means it also reached the master), hand out
- *           launch indices and let each start its workers, without waiting
- *           for them: they start while the master does.
+ *           address and the secret, all over the channel (proxy_link.c);
+ *           once every proxy said "hello" (which means it also reached the
+ *           master), hand out launch indices and let each start its
+ *           workers, without waiting for them: they start while the master
+ *           does.
  * From launch on one I/O thread owns every session: it reads the proxies'
  * reports (worker exits, for reap), prints what they and their workers
  * write to stderr, tagged with the host, and in --tunnel mode carries the
- * workers' connections back to the master through reverse port forwards.
+ * workers' connections back to the master (ssh_tunnel.c).
  *
  * Lifetime: the proxy stops its workers when its channel ends, and the
  * workers die with the proxy, so closing the sessions — or losing them
  * because this process was killed — leaves nothing behind. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "ssh_api.h"
-
 #include "common.h"
 #include "hostspec.h"
-#include "manager.h"
-#include "proxy.h"
+#include "ssh.h"
 
 #define DEFAULT_MAX_CONNECTING 10 /* sshd's default MaxStartups */
 #define DEFAULT_TIMEOUT_S 60.0
 #define PROBE_MAX_MS 5000
 #define KILL_GRACE_S 3.0 /* after SIGKILL, hosts that stay silent are cut */
-#define TUNNEL_BUF 65536
 #define IO_TICK_MS 1000
 #define IO_BUSY_MS 20
-
-/* The physical core count as cores.c computes it (distinct
- * thread_siblings_list, scaled by the CPUs this process may use), in
- * POSIX sh, for `host:auto`: prints "cores N". */
-static const char cores_sh[] =
-    "p=$(cat /sys/devices/system/cpu/cpu[0-9]*/topology/thread_siblings_list "
-    "2>/dev/null | sort -u | wc -l); o=$(getconf _NPROCESSORS_ONLN); "
-    "a=$(nproc 2>/dev/null || echo \"$o\"); [ \"$p\" -gt 0 ] 2>/dev/null || "
-    "p=$o; c=$((p * a / o)); [ \"$c\" -ge 1 ] || c=1; echo \"cores $c\"; ";
-
-/* The remote command, the same for every host and run: the login shell runs
- * `exec /bin/sh -c '<this>'` (so any login shell that understands that much
- * will do), started as soon as the host is authenticated, while the others
- * still connect.  It then reads from its stdin (the channel), one a line:
- *   D<dir>  X<exename>  A<argument>...  E<K=V>...  .
- * reports a missing directory or program as proxy "fail" lines, exports the
- * environment (so it applies to the program's own start, a LD_LIBRARY_PATH
- * included), and becomes the proxy, which reads the rest of stdin (proxy.h).
- * Nothing of the run is on a command line.  An end of file before the "."
- * means the host was dropped: exit quietly. */
-static const char bootstrap_sh[] =
-    "IFS= read -r d || exit 0; cd \"${d#D}\" 2>/dev/null || "
-    "{ echo fail nodir; exit 1; }; IFS= read -r x || exit 0; x=${x#X}; "
-    "case $x in */*) [ -f \"$x\" ] || { echo fail noexe; exit 1; }; "
-    "[ -x \"$x\" ] || { echo fail noexec; exit 1; } ;; "
-    "*) command -v \"$x\" >/dev/null 2>&1 || { echo fail noexe; exit 1; } ;; "
-    "esac; set --; while IFS= read -r l; do case $l in A*) set -- \"$@\" "
-    "\"${l#A}\" ;; E*) export \"${l#E}\" || exit 1 ;; .) break ;; esac; done "
-    "&& [ \"$l\" = . ] || exit 0; DISTC_ROLE=" DISTC_ROLE_PROXY
-    " exec \"$x\" \"$@\"";
 
 static const distc__option ssh_options[] = {
     {"ssh-identity", true, "F",
@@ -105,99 +68,7 @@ static bool never_forwarded(const char *kv) {
   return strncmp(kv, "SSH_", 4) == 0 || strncmp(kv, "DISPLAY=", 8) == 0;
 }
 
-/* ---- state ---- */
-
-typedef struct tunnel_conn {
-  struct tunnel_conn *next;
-  ssh_channel ch;
-  int fd; /* our connection to the master's listener */
-  char to_fd[TUNNEL_BUF];
-  size_t n_to_fd;
-  char to_ch[TUNNEL_BUF];
-  size_t n_to_ch;
-  bool ch_eof, fd_eof, eof_sent, fd_shut;
-} tunnel_conn;
-
-typedef struct remote_worker {
-  int index;
-  long pid; /* on its host */
-  bool running;
-} remote_worker;
-
-typedef enum host_phase {
-  H_NEW,       /* not connected */
-  H_CONNECTED, /* authenticated */
-  H_STARTING,  /* proxy started, its hello awaited */
-  H_HELLO,     /* proxy ready, workers not started */
-  H_RUNNING,   /* workers started */
-  H_DONE,      /* the proxy is gone */
-  H_FAILED,
-} host_phase;
-
-typedef struct ssh_host {
-  distc_host spec; /* owned */
-  int at;          /* its index in the host list of prepare */
-  char label[320]; /* user@host:port as written */
-  ssh_session s;
-  char local_addr[INET6_ADDRSTRLEN];
-  host_phase phase;
-  char *error; /* what went wrong, for the user; owned */
-  bool dropped; /* --allow-partial left it out */
-  bool closing; /* send EOF to the proxy once out is flushed */
-  bool eof_sent;
-  ssh_channel ctl;
-  char *out; /* to the proxy, not yet written */
-  size_t out_len, out_cap;
-  char in[DISTC_PROXY_LINE_MAX]; /* from the proxy's stdout, partial line */
-  size_t in_len;
-  char err[4096]; /* from its stderr, partial line */
-  size_t err_len;
-  int first, count;
-  remote_worker *w;
-  int fwd_port; /* --tunnel: the port the remote sshd listens on */
-  tunnel_conn *tunnels;
-  double kill_deadline; /* 0: none */
-} ssh_host;
-
-typedef struct exit_rec {
-  int index;
-  long pid;
-  int status;
-} exit_rec;
-
-typedef struct ssh_state {
-  bool init;
-  pthread_mutex_t lock;
-  pthread_cond_t changed; /* CLOCK_MONOTONIC */
-  /* options */
-  char *identity, *config, *master_addr;
-  bool accept_new, tunnel, partial, verbose, dry_run;
-  int max_connecting;
-  double timeout_s;
-  /* hosts */
-  ssh_host *h;
-  int nh;
-  int next_connect; /* nodes: the next host a connect thread takes */
-  int connecting;   /* connect threads not finished */
-  pthread_mutex_t kh_lock; /* known_hosts file updates */
-  /* workers on this host, through the spawn launch half */
-  int local_count;
-  void *local; /* its state; NULL until used */
-  /* after launch */
-  bool launched;
-  bool started; /* launch has returned: failures are printed, not returned */
-  char *exe; /* what the workers run where no exename= says otherwise */
-  char *dir; /* where they run where no dir= says otherwise */
-  char master_host[256], master_port[16];
-  pthread_t io;
-  bool io_running, io_stop;
-  int wake[2];
-  int event[2];
-  exit_rec *exits;
-  size_t nexits, capexits;
-} ssh_state;
-
-static double now_s(void) {
+double distc__ssh_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
@@ -238,7 +109,7 @@ static int state_init(ssh_state *s) {
 
 /* Waits on s->changed until deadline (monotonic seconds); lock held. */
 static void wait_until(ssh_state *s, double deadline) {
-  double left = deadline - now_s();
+  double left = deadline - distc__ssh_now();
   if (left <= 0)
     return;
   if (left > 0.2)
@@ -261,19 +132,6 @@ static void drain(int fd) {
   char buf[256];
   while (read(fd, buf, sizeof buf) > 0)
     ;
-}
-
-static void host_fail(ssh_host *h, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void host_fail(ssh_host *h, const char *fmt, ...) {
-  if (h->error == NULL) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (vasprintf(&h->error, fmt, ap) < 0)
-      h->error = NULL;
-    va_end(ap);
-  }
-  h->phase = H_FAILED;
 }
 
 /* Threads of ours take no signals: the launcher's main thread handles them
@@ -360,286 +218,6 @@ static int ssh_set_option(void *state, const char *name, const char *value) {
 
 /* ---- connecting (nodes) ---- */
 
-static void fingerprint(ssh_session ss, char *buf, size_t len) {
-  ssh_key key = NULL;
-  unsigned char *hash = NULL;
-  size_t hlen = 0;
-  snprintf(buf, len, "(unknown)");
-  if (ssh_get_server_publickey(ss, &key) != SSH_OK)
-    return;
-  if (ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash, &hlen) ==
-      0) {
-    char *fp = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hlen);
-    if (fp != NULL) {
-      snprintf(buf, len, "%s", fp);
-      ssh_string_free_char(fp);
-    }
-    ssh_clean_pubkey_hash(&hash);
-  }
-  ssh_key_free(key);
-}
-
-static int check_host_key(ssh_state *s, ssh_host *h) {
-  char fp[128];
-  const char *name = h->spec.name;
-  enum ssh_known_hosts_e k = ssh_session_is_known_server(h->s);
-  switch (k) {
-  case SSH_KNOWN_HOSTS_OK:
-    return 0;
-  case SSH_KNOWN_HOSTS_CHANGED:
-  case SSH_KNOWN_HOSTS_OTHER:
-    fingerprint(h->s, fp, sizeof fp);
-    host_fail(h,
-              "%s: HOST KEY MISMATCH: the host key it offers (%s) is not the "
-              "one known_hosts holds for it%s; if %s was reinstalled, remove "
-              "the old entry (ssh-keygen -R %s) and check the new key; "
-              "otherwise someone may be intercepting the connection",
-              h->label, fp,
-              k == SSH_KNOWN_HOSTS_OTHER ? " (a key of another type is there)"
-                                         : "",
-              name, name);
-    return -1;
-  case SSH_KNOWN_HOSTS_NOT_FOUND:
-  case SSH_KNOWN_HOSTS_UNKNOWN:
-    fingerprint(h->s, fp, sizeof fp);
-    if (s->accept_new) {
-      pthread_mutex_lock(&s->kh_lock);
-      int rc = ssh_session_update_known_hosts(h->s);
-      pthread_mutex_unlock(&s->kh_lock);
-      if (rc != SSH_OK) {
-        host_fail(h, "%s: cannot add its host key to known_hosts: %s",
-                  h->label, ssh_get_error(h->s));
-        return -1;
-      }
-      if (s->verbose)
-        distc__log_print("[%s] accepted new host key %s",
-                h->label, fp);
-      return 0;
-    }
-    host_fail(h,
-              "%s: unknown host: its host key (%s) is not in known_hosts; "
-              "check the key and add it (connect once with ssh, or "
-              "ssh-keyscan), or pass --accept-new-hostkeys to accept keys of "
-              "hosts never seen before",
-              h->label, fp);
-    return -1;
-  case SSH_KNOWN_HOSTS_ERROR:
-  default:
-    host_fail(h, "%s: cannot check its host key: %s", h->label,
-              ssh_get_error(h->s));
-    return -1;
-  }
-}
-
-static int authenticate(ssh_state *s, ssh_host *h) {
-  int rc;
-  if (s->identity != NULL) {
-    ssh_key key = NULL;
-    if (ssh_pki_import_privkey_file(s->identity, NULL, NULL, NULL, &key) !=
-        SSH_OK) {
-      host_fail(h,
-                "%s: cannot read the private key %s (a key with a "
-                "passphrase must be loaded into ssh-agent with ssh-add "
-                "instead)",
-                h->label, s->identity);
-      return -1;
-    }
-    rc = ssh_userauth_publickey(h->s, NULL, key);
-    ssh_key_free(key);
-  } else {
-    rc = ssh_userauth_publickey_auto(h->s, NULL, NULL);
-  }
-  if (rc == SSH_AUTH_SUCCESS)
-    return 0;
-  char *user = NULL;
-  ssh_options_get(h->s, SSH_OPTIONS_USER, &user);
-  if (rc == SSH_AUTH_PARTIAL)
-    host_fail(h,
-              "%s: the server wants more than a public key for user %s (a "
-              "second factor), which distc cannot give; allow public key "
-              "authentication alone for this user",
-              h->label, user ? user : "?");
-  else if (rc == SSH_AUTH_DENIED)
-    host_fail(h,
-              "%s: authentication refused for user %s (%s); add your public "
-              "key to ~%s/.ssh/authorized_keys there, load your key into "
-              "ssh-agent, or give the right one with --ssh-identity",
-              h->label, user ? user : "?",
-              s->identity ? s->identity
-                          : "tried the SSH agent and the identity files",
-              user ? user : "");
-  else
-    host_fail(h, "%s: authentication failed: %s", h->label,
-              ssh_get_error(h->s));
-  ssh_string_free_char(user);
-  return -1;
-}
-
-/* The bootstrap command, quoted for the login shell. */
-static char *bootstrap_command(bool with_cores) {
-  char *cmd = NULL;
-  if (asprintf(&cmd, "exec /bin/sh -c '%s%s'", with_cores ? cores_sh : "",
-               bootstrap_sh) < 0)
-    return NULL;
-  return cmd;
-}
-
-/* Reads the "cores N" line of an `auto` host's bootstrap; keeps whatever
- * follows for the I/O thread.  Lines a login shell prints before are
- * skipped. */
-static int read_cores(ssh_host *h, double deadline) {
-  for (;;) {
-    char *nl = memchr(h->in, '\n', h->in_len);
-    if (nl != NULL) {
-      *nl = '\0';
-      long n = strncmp(h->in, "cores ", 6) == 0 ? strtol(h->in + 6, NULL, 10)
-                                                : 0;
-      size_t used = (size_t)(nl + 1 - h->in);
-      memmove(h->in, nl + 1, h->in_len - used);
-      h->in_len -= used;
-      if (n > 0)
-        return n > DISTC_HOST_MAX_SLOTS ? DISTC_HOST_MAX_SLOTS : (int)n;
-      continue;
-    }
-    int left = (int)((deadline - now_s()) * 1000);
-    if (left <= 0 || h->in_len == sizeof h->in)
-      return -1;
-    int r = ssh_channel_read_timeout(h->ctl, h->in + h->in_len,
-                                     (uint32_t)(sizeof h->in - h->in_len), 0,
-                                     left);
-    if (r <= 0)
-      return -1;
-    h->in_len += (size_t)r;
-  }
-}
-
-/* Opens the control channel and starts the bootstrap (and, for --tunnel,
- * the reverse forward), so the login shell's start overlaps the other
- * hosts' connecting; learns the core count of an `auto` host. */
-static int start_bootstrap(ssh_state *s, ssh_host *h, double deadline) {
-  bool cores = h->spec.slots == DISTC_SLOTS_AUTO;
-  if (s->tunnel &&
-      (ssh_channel_listen_forward(h->s, "127.0.0.1", 0, &h->fwd_port) !=
-           SSH_OK ||
-       h->fwd_port <= 0)) {
-    host_fail(h,
-              "%s: the SSH server refused to forward a port back (%s); "
-              "--tunnel needs AllowTcpForwarding yes (or remote) in its "
-              "sshd_config",
-              h->label, ssh_get_error(h->s));
-    return -1;
-  }
-  char *cmd = bootstrap_command(cores);
-  h->ctl = cmd ? ssh_channel_new(h->s) : NULL;
-  if (h->ctl == NULL || ssh_channel_open_session(h->ctl) != SSH_OK ||
-      ssh_channel_request_exec(h->ctl, cmd) != SSH_OK) {
-    host_fail(h, "%s: cannot start a command there: %s", h->label,
-              ssh_get_error(h->s));
-    free(cmd);
-    return -1;
-  }
-  free(cmd);
-  if (cores) {
-    int n = read_cores(h, deadline);
-    if (n < 1) {
-      host_fail(h,
-                "%s: could not learn its core count for 'auto' (no answer "
-                "from a POSIX shell there); give a number instead",
-                h->label);
-      return -1;
-    }
-    h->spec.slots = n;
-  }
-  return 0;
-}
-
-static void local_address(ssh_host *h) {
-  struct sockaddr_storage sa;
-  socklen_t len = sizeof sa;
-  int fd = ssh_get_fd(h->s);
-  snprintf(h->local_addr, sizeof h->local_addr, "127.0.0.1");
-  if (fd < 0 || getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
-    return;
-  if (sa.ss_family == AF_INET)
-    inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, h->local_addr,
-              sizeof h->local_addr);
-  else if (sa.ss_family == AF_INET6)
-    inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr,
-              h->local_addr, sizeof h->local_addr);
-}
-
-/* Connects, checks the host key and authenticates one host; on failure
- * h->error says why.  Runs in a connect thread, without the state lock
- * (it touches only h). */
-static void connect_host(ssh_state *s, ssh_host *h, double deadline) {
-  double left = deadline - now_s();
-  if (left < 0.1)
-    left = 0.1;
-  long sec = (long)left, usec = (long)((left - (double)sec) * 1e6);
-  h->s = ssh_new();
-  if (h->s == NULL) {
-    host_fail(h, "%s: out of memory", h->label);
-    return;
-  }
-  int verbosity = SSH_LOG_NOLOG, one = 1;
-  bool no = false;
-  ssh_options_set(h->s, SSH_OPTIONS_LOG_VERBOSITY, &verbosity);
-  ssh_options_set(h->s, SSH_OPTIONS_HOST, h->spec.name);
-  /* The host's own settings (HostName, Port, User, IdentityFile,
-   * UserKnownHostsFile) first; what the host list says wins over them. */
-  if (ssh_options_parse_config(h->s, s->config) != 0) {
-    host_fail(h, "%s: cannot read the ssh configuration %s: %s", h->label,
-              s->config ? s->config : "(~/.ssh/config, /etc/ssh/ssh_config)",
-              ssh_get_error(h->s));
-    return;
-  }
-  ssh_options_set(h->s, SSH_OPTIONS_PROCESS_CONFIG, &no);
-  if (h->spec.user != NULL)
-    ssh_options_set(h->s, SSH_OPTIONS_USER, h->spec.user);
-  if (h->spec.port > 0) {
-    unsigned int port = (unsigned int)h->spec.port;
-    ssh_options_set(h->s, SSH_OPTIONS_PORT, &port);
-  }
-  /* Every message here is small and waited for: without this, each round
-   * trip of the handshake can sit out a delayed ACK (40 ms). */
-  ssh_options_set(h->s, SSH_OPTIONS_NODELAY, &one);
-  ssh_options_set(h->s, SSH_OPTIONS_TIMEOUT, &sec);
-  ssh_options_set(h->s, SSH_OPTIONS_TIMEOUT_USEC, &usec);
-
-  if (ssh_connect(h->s) != SSH_OK) {
-    const char *e = ssh_get_error(h->s);
-    if (now_s() >= deadline - 0.05 || strstr(e, "imeout") != NULL)
-      host_fail(h,
-                "%s: unreachable: no answer within %.3g s (%s); check the "
-                "name and the network, and that sshd runs there",
-                h->label, s->timeout_s, e);
-    else
-      host_fail(h,
-                "%s: cannot connect: %s; check the host name (and the SSH "
-                "port), and that sshd runs there",
-                h->label, e);
-    return;
-  }
-  if (check_host_key(s, h) != 0 || authenticate(s, h) != 0)
-    return;
-  local_address(h);
-  if (start_bootstrap(s, h, deadline) != 0)
-    return;
-  h->phase = H_CONNECTED;
-  if (s->verbose) {
-    char *host = NULL;
-    unsigned int port = 22;
-    ssh_options_get(h->s, SSH_OPTIONS_HOST, &host);
-    ssh_options_get_port(h->s, &port);
-    distc__log_print(
-            "[%s] connected to %s port %u, host key known, "
-            "%d worker%s; this host is %s there",
-            h->label, host ? host : h->spec.name, port, h->spec.slots,
-            h->spec.slots == 1 ? "" : "s", h->local_addr);
-    ssh_string_free_char(host);
-  }
-}
-
 typedef struct connect_job {
   ssh_state *s;
   double deadline;
@@ -649,10 +227,10 @@ static void *connect_main(void *arg) {
   connect_job *j = arg;
   ssh_state *s = j->s;
   pthread_mutex_lock(&s->lock);
-  while (s->next_connect < s->nh && now_s() < j->deadline) {
+  while (s->next_connect < s->nh && distc__ssh_now() < j->deadline) {
     ssh_host *h = &s->h[s->next_connect++];
     pthread_mutex_unlock(&s->lock);
-    connect_host(s, h, j->deadline);
+    distc__ssh_connect_host(s, h, j->deadline);
     pthread_mutex_lock(&s->lock);
     pthread_cond_broadcast(&s->changed);
   }
@@ -662,33 +240,20 @@ static void *connect_main(void *arg) {
   return NULL;
 }
 
-static void host_disconnect(ssh_host *h) {
-  if (h->ctl != NULL) {
-    ssh_channel_close(h->ctl);
-    ssh_channel_free(h->ctl);
-    h->ctl = NULL;
-  }
-  if (h->s == NULL)
-    return;
-  ssh_disconnect(h->s);
-  ssh_free(h->s);
-  h->s = NULL;
-}
-
 /* Joins the failure messages of every failed host into the error. */
 static int report_failures(ssh_state *s, const char *what) {
   int failed = 0;
   const char *first = NULL;
   for (int i = 0; i < s->nh; i++)
-    if (s->h[i].phase == H_FAILED) {
+    if (s->h[i].p.phase == DISTC__P_FAILED) {
       failed++;
       if (first == NULL)
-        first = s->h[i].error;
+        first = s->h[i].p.error;
     }
   int rc = distc__seterr(DISTC_ESPAWN, "%s", first ? first : what);
   for (int i = 0, k = 0; i < s->nh; i++)
-    if (s->h[i].phase == H_FAILED && k++ > 0)
-      distc__adderr("%s", s->h[i].error ? s->h[i].error : what);
+    if (s->h[i].p.phase == DISTC__P_FAILED && k++ > 0)
+      distc__adderr("%s", s->h[i].p.error ? s->h[i].p.error : what);
   if (failed > 1)
     distc__adderr("(%d hosts failed; no worker was left running; "
                   "--allow-partial starts the others anyway)",
@@ -729,7 +294,7 @@ static int ssh_prepare(void *state, distc_host *hosts, int nhosts) {
         (hosts[i].dir && !h->spec.dir) ||
         (hosts[i].exename && !h->spec.exename))
       return distc__seterr(DISTC_ENOMEM, "out of memory");
-    distc__host_label(&h->spec, h->label, sizeof h->label);
+    distc__host_label(&h->spec, h->p.label, sizeof h->p.label);
   }
 
   if (s->dry_run) {
@@ -737,13 +302,13 @@ static int ssh_prepare(void *state, distc_host *hosts, int nhosts) {
       if (s->h[i].spec.slots == DISTC_SLOTS_AUTO) {
         distc__log_print("[%s] auto: the core count is asked of the host "
                          "when connecting; counted as 1 here",
-                         s->h[i].label);
+                         s->h[i].p.label);
         s->h[i].spec.slots = 1;
       }
-      s->h[i].phase = H_CONNECTED;
+      s->h[i].p.phase = DISTC__P_CONNECTED;
     }
   } else if (s->nh > 0) {
-    double deadline = now_s() + s->timeout_s;
+    double deadline = distc__ssh_now() + s->timeout_s;
     int nthreads = s->max_connecting < s->nh ? s->max_connecting : s->nh;
     pthread_t *t = calloc((size_t)nthreads, sizeof *t);
     connect_job job = {s, deadline};
@@ -765,32 +330,32 @@ static int ssh_prepare(void *state, distc_host *hosts, int nhosts) {
     /* Threads end by themselves: each connect is bounded by the deadline
      * through libssh's timeout. */
     while (s->connecting > 0)
-      wait_until(s, now_s() + 1);
+      wait_until(s, distc__ssh_now() + 1);
     pthread_mutex_unlock(&s->lock);
     for (int i = 0; i < started; i++)
       pthread_join(t[i], NULL);
     free(t);
     for (int i = 0; i < s->nh; i++)
-      if (s->h[i].phase == H_NEW)
-        host_fail(&s->h[i], "%s: unreachable: not connected within %.3g s",
-                  s->h[i].label, s->timeout_s);
+      if (s->h[i].p.phase == DISTC__P_NEW)
+        distc__plink_fail(&s->h[i].p, "%s: unreachable: not connected within %.3g s",
+                  s->h[i].p.label, s->timeout_s);
   }
 
   int ok = 0;
   for (int i = 0; i < s->nh; i++)
-    ok += s->h[i].phase == H_CONNECTED;
+    ok += s->h[i].p.phase == DISTC__P_CONNECTED;
   if (ok < s->nh) {
     if (!s->partial || ok == 0) {
       rc = report_failures(s, "a host could not be connected");
       for (int i = 0; i < s->nh; i++)
-        host_disconnect(&s->h[i]);
+        distc__ssh_disconnect(&s->h[i]);
       return rc;
     }
     for (int i = 0; i < s->nh; i++)
-      if (s->h[i].phase == H_FAILED) {
-        distc__log(DISTC__LOG_WARN, "leaving out %s", s->h[i].error);
+      if (s->h[i].p.phase == DISTC__P_FAILED) {
+        distc__log(DISTC__LOG_WARN, "leaving out %s", s->h[i].p.error);
         s->h[i].dropped = true;
-        host_disconnect(&s->h[i]);
+        distc__ssh_disconnect(&s->h[i]);
       }
   }
   for (int i = 0; i < s->nh; i++)
@@ -799,39 +364,6 @@ static int ssh_prepare(void *state, distc_host *hosts, int nhosts) {
 }
 
 /* ---- the control channel ---- */
-
-static int out_append(ssh_host *h, const char *data, size_t n) {
-  if (h->out_len + n > h->out_cap) {
-    size_t cap = h->out_cap ? h->out_cap : 1024;
-    while (cap < h->out_len + n)
-      cap *= 2;
-    char *grown = realloc(h->out, cap);
-    if (grown == NULL)
-      return DISTC_ENOMEM;
-    h->out = grown;
-    h->out_cap = cap;
-  }
-  memcpy(h->out + h->out_len, data, n);
-  h->out_len += n;
-  return 0;
-}
-
-static int out_line(ssh_host *h, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static int out_line(ssh_host *h, const char *fmt, ...) {
-  char *line = NULL;
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vasprintf(&line, fmt, ap);
-  va_end(ap);
-  if (n < 0)
-    return DISTC_ENOMEM;
-  int rc = out_append(h, line, (size_t)n);
-  if (rc == 0)
-    rc = out_append(h, "\n", 1);
-  free(line);
-  return rc;
-}
 
 /* Whether kv can be exported by the remote shell: a variable name, '=', and
  * a value without a newline. */
@@ -849,29 +381,8 @@ static bool exportable(const char *kv) {
   return true;
 }
 
-/* "word " + value escaped as proxy.h says. */
-static int out_escaped(ssh_host *h, const char *word, const char *value) {
-  int rc = out_append(h, word, strlen(word));
-  if (rc == 0)
-    rc = out_append(h, " ", 1);
-  for (const char *p = value; *p && rc == 0; p++) {
-    if (*p == '\\')
-      rc = out_append(h, "\\\\", 2);
-    else if (*p == '\n')
-      rc = out_append(h, "\\n", 2);
-    else
-      rc = out_append(h, p, 1);
-  }
-  if (rc == 0)
-    rc = out_append(h, "\n", 1);
-  return rc;
-}
-
 static int queue_config(ssh_state *s, ssh_host *h,
                         const distc_launch_spec *spec, const char *master) {
-  char hex[2 * DISTC_SECRET_LEN + 1];
-  for (int i = 0; i < DISTC_SECRET_LEN; i++)
-    snprintf(hex + 2 * i, 3, "%02x", spec->secret[i]);
   const char *exe = h->spec.exename ? h->spec.exename : spec->exename;
   int probe = (int)(s->timeout_s * 1000 / 2);
   if (probe > PROBE_MAX_MS)
@@ -881,18 +392,19 @@ static int queue_config(ssh_state *s, ssh_host *h,
   /* First what the bootstrap reads (bootstrap_sh).  The environment's
    * allow list is --env, then the BLAS counts and the DISTC_* user settings
    * of this environment if set; never the rest of it. */
+  distc__plink *p = &h->p;
   const char *dir = h->spec.dir ? h->spec.dir : s->dir;
-  int rc = out_line(h, "D%s", dir);
+  int rc = distc__plink_line(p, "D%s", dir);
   if (rc == 0)
-    rc = out_line(h, "X%s", exe);
+    rc = distc__plink_line(p, "X%s", exe);
   for (size_t i = 1; spec->argv && spec->argv[0] && spec->argv[i] && rc == 0;
        i++)
-    rc = out_line(h, "A%s", spec->argv[i]);
+    rc = distc__plink_line(p, "A%s", spec->argv[i]);
   if (rc == 0)
-    rc = out_line(h, "E%s=%.17g", DISTC_ENV_TIMEOUT, s->timeout_s);
+    rc = distc__plink_line(p, "E%s=%.17g", DISTC_ENV_TIMEOUT, s->timeout_s);
   for (size_t i = 0; spec->env && spec->env[i] && rc == 0; i++)
     if (!never_forwarded(spec->env[i]))
-      rc = out_line(h, "E%s", spec->env[i]);
+      rc = distc__plink_line(p, "E%s", spec->env[i]);
   static const char *const pass[] = {"OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                      "DISTC_LOG", "DISTC_MAX_FRAME"};
   for (size_t i = 0; i < DISTC__ARRAY_LEN(pass) && rc == 0; i++) {
@@ -902,38 +414,26 @@ static int queue_config(ssh_state *s, ssh_host *h,
     for (size_t j = 0; spec->env && spec->env[j]; j++)
       given |= strncmp(spec->env[j], pass[i], k) == 0 && spec->env[j][k] == '=';
     if (v != NULL && !given && strchr(v, '\n') == NULL)
-      rc = out_line(h, "E%s=%s", pass[i], v);
+      rc = distc__plink_line(p, "E%s=%s", pass[i], v);
   }
   if (rc == 0)
-    rc = out_line(h, ".");
+    rc = distc__plink_line(p, ".");
+  distc__plink_config c = {
+      .master = master,
+      .secret = spec->secret,
+      .exe = exe,
+      .blas = spec->blas_auto ? 0 : spec->blas_threads,
+      .probe_ms = probe,
+  };
   if (rc == 0)
-    rc = out_line(h, "%s", DISTC_PROXY_HEADER);
-  if (rc == 0)
-    rc = out_line(h, "master %s", master);
-  if (rc == 0)
-    rc = out_line(h, "secret %s", hex);
-  if (rc == 0)
-    rc = out_escaped(h, "exe", exe);
-  if (rc == 0 && spec->blas_auto)
-    rc = out_line(h, "blas auto");
-  else if (rc == 0)
-    rc = out_line(h, "blas %d", spec->blas_threads);
-  if (rc == 0)
-    rc = out_line(h, "probe %d", probe);
-  if (rc == 0)
-    rc = out_line(h, "end");
-  explicit_bzero(hex, sizeof hex);
+    rc = distc__plink_config_send(p, &c);
   return rc;
 }
 
-static remote_worker *find_worker(ssh_host *h, int index) {
-  for (int i = 0; i < h->count; i++)
-    if (h->w[i].index == index)
-      return &h->w[i];
-  return NULL;
-}
-
-static void record_exit(ssh_state *s, int index, long pid, int status) {
+/* The links' on_exit: queued for reap, which runs in the caller's thread;
+ * lock held. */
+static void record_exit(void *arg, int index, long pid, int status) {
+  ssh_state *s = arg;
   if (s->nexits == s->capexits) {
     size_t cap = s->capexits ? s->capexits * 2 : 64;
     exit_rec *grown = realloc(s->exits, cap * sizeof *grown);
@@ -946,253 +446,49 @@ static void record_exit(ssh_state *s, int index, long pid, int status) {
   poke(s->event[1]);
 }
 
-/* What a proxy's "fail" line means for the user. */
-static void proxy_failed(const ssh_state *s, ssh_host *h, const char *what) {
-  const char *exe = h->spec.exename ? h->spec.exename : s->exe;
-  const char *hdir = h->spec.dir ? h->spec.dir : s->dir;
-  if (strcmp(what, "nodir") == 0)
-    host_fail(h,
-              "%s: the directory %s does not exist there; create it, or give "
-              "this host its own dir= in a --hostfile",
-              h->label, hdir);
-  else if (strcmp(what, "noexe") == 0)
-    host_fail(h,
-              "%s: the program %s is not there (looked for from %s); install "
-              "it at that path, or give this host its own exename= in a "
-              "--hostfile",
-              h->label, exe, hdir);
-  else if (strcmp(what, "noexec") == 0)
-    host_fail(h,
-              "%s: the program %s there is not executable; make it so "
-              "(chmod +x) or give this host its own exename= in a --hostfile",
-              h->label, exe);
-  else if (strncmp(what, "unreachable ", 12) == 0)
-    host_fail(h,
-              "%s: workers there cannot reach the master at %s; give "
-              "--master-addr with an address of this host that %s can "
-              "reach, or --tunnel to connect back through the SSH session",
-              h->label, what + 12, h->spec.name);
-  else
-    host_fail(h, "%s: %s", h->label, what);
-}
-
-static void handle_line(ssh_state *s, ssh_host *h, char *line) {
-  int index, status;
-  long pid;
-  if (strncmp(line, "hello ", 6) == 0 && h->phase == H_STARTING) {
-    h->phase = H_HELLO;
-    if (s->verbose)
-      distc__log_print("[%s] proxy ready (pid, cores: %s)",
-              h->label, line + 6);
-  } else if (sscanf(line, "started %d %ld", &index, &pid) == 2) {
-    remote_worker *w = find_worker(h, index);
-    if (w != NULL) {
-      w->pid = pid;
-      w->running = true;
-    }
-  } else if (strcmp(line, "running") == 0 && h->phase == H_HELLO) {
-    h->phase = H_RUNNING;
-    if (s->verbose)
-      distc__log_print("[%s] workers %d..%d started",
-              h->label, h->first, h->first + h->count - 1);
-  } else if (sscanf(line, "exit %d %d", &index, &status) == 2) {
-    remote_worker *w = find_worker(h, index);
-    if (w != NULL && w->running) {
-      w->running = false;
-      record_exit(s, index, w->pid, status);
-    }
-  } else if (strncmp(line, "fail ", 5) == 0) {
-    proxy_failed(s, h, line + 5);
-    if (s->started && h->error != NULL)
-      distc__log(DISTC__LOG_ERROR, "%s", h->error);
-  }
-  pthread_cond_broadcast(&s->changed);
-}
-
-/* Prints complete lines of buf, each tagged with the host, in one write. */
-static void print_tagged(ssh_host *h, char *buf, size_t *len, bool flush) {
-  for (;;) {
-    char *nl = memchr(buf, '\n', *len);
-    size_t n;
-    if (nl != NULL)
-      n = (size_t)(nl - buf);
-    else if (flush && *len > 0)
-      n = *len;
-    else
-      return;
-    char *line = NULL;
-    int k = asprintf(&line, "      From %s:\t%.*s\n", h->label, (int)n, buf);
-    if (k > 0) {
-      ssize_t w = write(STDERR_FILENO, line, (size_t)k);
-      (void)w;
-    }
-    free(line);
-    size_t used = nl ? n + 1 : n;
-    memmove(buf, buf + used, *len - used);
-    *len -= used;
-  }
-}
-
-/* Marks every worker of h that is still running as gone (unknown status):
- * its host can no longer tell us. */
-static void lose_workers(ssh_state *s, ssh_host *h) {
-  for (int i = 0; i < h->count; i++)
-    if (h->w[i].running) {
-      h->w[i].running = false;
-      record_exit(s, h->w[i].index, h->w[i].pid, -1);
-    }
-}
-
-static void close_tunnel(tunnel_conn *t) {
-  if (t->ch != NULL) {
-    ssh_channel_close(t->ch);
-    ssh_channel_free(t->ch);
-  }
-  if (t->fd >= 0)
-    close(t->fd);
-  free(t);
-}
-
 /* The proxy ended (or the session did). */
 static void proxy_gone(ssh_state *s, ssh_host *h) {
   if (h->ctl != NULL) {
     int st = ssh_channel_get_exit_status(h->ctl);
-    if (h->phase == H_STARTING && h->error == NULL) {
+    if (h->p.phase == DISTC__P_STARTING && h->p.error == NULL) {
       const char *exe = h->spec.exename ? h->spec.exename : s->exe;
       if (st >= 0)
-        host_fail(h,
-                  "%s: %s exited with status %d before it answered; is it "
-                  "linked with libdistc, does it call distc_init() first, and "
-                  "is it the same build as here?",
-                  h->label, exe, st);
+        distc__plink_fail(&h->p,
+                          "%s: %s exited with status %d before it answered; "
+                          "is it linked with libdistc, does it call "
+                          "distc_init() first, and is it the same build as "
+                          "here?",
+                          h->p.label, exe, st);
       else
-        host_fail(h, "%s: the connection ended before %s answered",
-                  h->label, exe);
+        distc__plink_fail(&h->p,
+                          "%s: the connection ended before %s answered",
+                          h->p.label, exe);
     }
     ssh_channel_close(h->ctl);
     ssh_channel_free(h->ctl);
     h->ctl = NULL;
   }
-  print_tagged(h, h->err, &h->err_len, true);
-  while (h->tunnels) {
-    tunnel_conn *t = h->tunnels;
-    h->tunnels = t->next;
-    close_tunnel(t);
-  }
-  lose_workers(s, h);
-  if (h->phase != H_FAILED) {
-    if (h->phase < H_RUNNING && h->error == NULL)
-      host_fail(h, "%s: the connection was lost during the start", h->label);
-    else
-      h->phase = H_DONE;
-  }
+  distc__ssh_tunnels_close(h);
+  distc__plink_gone(&h->p);
   pthread_cond_broadcast(&s->changed);
 }
 
 static void flush_out(ssh_host *h) {
-  while (h->out_len > 0) {
+  while (h->p.out_len > 0) {
     uint32_t win = ssh_channel_window_size(h->ctl);
     if (win == 0)
       return;
-    uint32_t n = h->out_len < win ? (uint32_t)h->out_len : win;
-    int w = ssh_channel_write(h->ctl, h->out, n);
+    uint32_t n = h->p.out_len < win ? (uint32_t)h->p.out_len : win;
+    int w = ssh_channel_write(h->ctl, h->p.out, n);
     if (w <= 0)
       return;
-    memmove(h->out, h->out + w, h->out_len - (size_t)w);
-    h->out_len -= (size_t)w;
+    memmove(h->p.out, h->p.out + w, h->p.out_len - (size_t)w);
+    h->p.out_len -= (size_t)w;
   }
-  if (h->closing && !h->eof_sent) {
+  if (h->p.closing && !h->p.eof_sent) {
     ssh_channel_send_eof(h->ctl);
-    h->eof_sent = true;
+    h->p.eof_sent = true;
   }
-}
-
-/* Moves bytes both ways between a forwarded channel and the master; reads
- * only as much as the other side can take (flow control).  Returns false
- * when the connection is finished. */
-static bool pump_tunnel(tunnel_conn *t) {
-  bool progress = true;
-  while (progress) {
-    progress = false;
-    if (!t->ch_eof && t->n_to_fd < sizeof t->to_fd) {
-      int r = ssh_channel_read_nonblocking(t->ch, t->to_fd + t->n_to_fd,
-                                           (uint32_t)(sizeof t->to_fd -
-                                                      t->n_to_fd),
-                                           0);
-      if (r > 0) {
-        t->n_to_fd += (size_t)r;
-        progress = true;
-      } else if (r < 0 || ssh_channel_is_eof(t->ch)) {
-        t->ch_eof = true;
-      }
-    }
-    if (t->n_to_fd > 0) {
-      ssize_t w = send(t->fd, t->to_fd, t->n_to_fd, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (w > 0) {
-        memmove(t->to_fd, t->to_fd + w, t->n_to_fd - (size_t)w);
-        t->n_to_fd -= (size_t)w;
-        progress = true;
-      } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
-        return false;
-      }
-    }
-    if (t->ch_eof && t->n_to_fd == 0 && !t->fd_shut) {
-      shutdown(t->fd, SHUT_WR);
-      t->fd_shut = true;
-    }
-    if (!t->fd_eof && t->n_to_ch < sizeof t->to_ch) {
-      ssize_t r = recv(t->fd, t->to_ch + t->n_to_ch,
-                       sizeof t->to_ch - t->n_to_ch, MSG_DONTWAIT);
-      if (r > 0) {
-        t->n_to_ch += (size_t)r;
-        progress = true;
-      } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
-        t->fd_eof = true;
-      }
-    }
-    if (t->n_to_ch > 0) {
-      uint32_t win = ssh_channel_window_size(t->ch);
-      if (win > 0) {
-        uint32_t n = t->n_to_ch < win ? (uint32_t)t->n_to_ch : win;
-        int w = ssh_channel_write(t->ch, t->to_ch, n);
-        if (w < 0)
-          return false;
-        if (w > 0) {
-          memmove(t->to_ch, t->to_ch + w, t->n_to_ch - (size_t)w);
-          t->n_to_ch -= (size_t)w;
-          progress = true;
-        }
-      }
-    }
-    if (t->fd_eof && t->n_to_ch == 0 && !t->eof_sent) {
-      ssh_channel_send_eof(t->ch);
-      t->eof_sent = true;
-    }
-  }
-  if (ssh_channel_is_closed(t->ch))
-    return false;
-  return !(t->ch_eof && t->fd_eof && t->n_to_fd == 0 && t->n_to_ch == 0);
-}
-
-/* A new connection to the master for a forwarded channel. */
-static int dial_master(const ssh_state *s) {
-  struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-                           .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV},
-                  *res;
-  if (getaddrinfo(s->master_host, s->master_port, &hints, &res) != 0)
-    return -1;
-  int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
-    close(fd);
-    fd = -1;
-  }
-  freeaddrinfo(res);
-  if (fd >= 0) {
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-  }
-  return fd;
 }
 
 /* Everything the I/O thread does for one host; lock held.  Returns true
@@ -1202,66 +498,25 @@ static bool service_host(ssh_state *s, ssh_host *h) {
     return false;
   bool busy = false;
   flush_out(h);
-  busy |= h->out_len > 0;
+  busy |= h->p.out_len > 0;
   char buf[8192];
   for (int stream = 0; stream < 2; stream++) {
-    for (;;) {
-      int r = ssh_channel_read_nonblocking(h->ctl, buf, sizeof buf, stream);
-      if (r <= 0)
-        break;
-      for (int i = 0; i < r; i++) {
-        if (stream == 1) {
-          if (h->err_len == sizeof h->err) {
-            print_tagged(h, h->err, &h->err_len, true);
-          }
-          h->err[h->err_len++] = buf[i];
-          continue;
-        }
-        if (buf[i] == '\n') {
-          h->in[h->in_len] = '\0';
-          handle_line(s, h, h->in);
-          h->in_len = 0;
-        } else if (h->in_len < sizeof h->in - 1) {
-          h->in[h->in_len++] = buf[i];
-        }
-      }
+    int r;
+    while ((r = ssh_channel_read_nonblocking(h->ctl, buf, sizeof buf,
+                                             stream)) > 0) {
       if (stream == 1)
-        print_tagged(h, h->err, &h->err_len, false);
+        distc__plink_stderr(&h->p, buf, (size_t)r, false);
+      else
+        distc__plink_input(&h->p, buf, (size_t)r);
     }
   }
-  if (s->tunnel && h->fwd_port > 0) {
-    ssh_channel ch;
-    int dport;
-    while ((ch = ssh_channel_open_forward_port(h->s, 0, &dport, NULL, NULL)) !=
-           NULL) {
-      tunnel_conn *t = calloc(1, sizeof *t);
-      int fd = t ? dial_master(s) : -1;
-      if (fd < 0) {
-        free(t);
-        ssh_channel_close(ch);
-        ssh_channel_free(ch);
-        continue;
-      }
-      t->ch = ch;
-      t->fd = fd;
-      t->next = h->tunnels;
-      h->tunnels = t;
-    }
-    for (tunnel_conn **pt = &h->tunnels; *pt;) {
-      tunnel_conn *t = *pt;
-      if (!pump_tunnel(t)) {
-        *pt = t->next;
-        close_tunnel(t);
-        continue;
-      }
-      busy |= t->n_to_ch > 0;
-      pt = &t->next;
-    }
-  }
-  if (h->kill_deadline > 0 && now_s() > h->kill_deadline) {
+  pthread_cond_broadcast(&s->changed);
+  if (s->tunnel && h->fwd_port > 0)
+    busy |= distc__ssh_tunnels_service(s, h);
+  if (h->kill_deadline > 0 && distc__ssh_now() > h->kill_deadline) {
     /* SIGKILL was sent and the host is silent: stop waiting for it.  The
      * session's end makes its proxy stop whatever is left. */
-    lose_workers(s, h);
+    distc__plink_lose_workers(&h->p);
     h->kill_deadline = 0;
   }
   /* The exit status follows the end of output: wait for it, or the close. */
@@ -1283,11 +538,8 @@ static void *io_main(void *arg) {
     for (int i = 0; i < s->nh; i++)
       busy |= service_host(s, &s->h[i]);
     size_t need = 1;
-    for (int i = 0; i < s->nh; i++) {
-      need += s->h[i].ctl != NULL;
-      for (tunnel_conn *t = s->h[i].tunnels; t; t = t->next)
-        need++;
-    }
+    for (int i = 0; i < s->nh; i++)
+      need += (s->h[i].ctl != NULL) + distc__ssh_tunnels_count(&s->h[i]);
     if (need > cap) {
       struct pollfd *grown = realloc(fds, need * sizeof *fds);
       if (grown == NULL) {
@@ -1311,14 +563,7 @@ static void *io_main(void *arg) {
         if (ssh_get_poll_flags(h->s) & SSH_WRITE_PENDING)
           ev |= POLLOUT;
         fds[n++] = (struct pollfd){ssh_get_fd(h->s), ev, 0};
-        for (tunnel_conn *t = h->tunnels; t; t = t->next) {
-          short tev = 0;
-          if (!t->fd_eof && t->n_to_ch < sizeof t->to_ch)
-            tev |= POLLIN;
-          if (t->n_to_fd > 0)
-            tev |= POLLOUT;
-          fds[n++] = (struct pollfd){t->fd, tev, 0};
-        }
+        n += distc__ssh_tunnels_poll(h, fds + n);
       }
     }
     bool kill_pending = false;
@@ -1337,10 +582,10 @@ static void *io_main(void *arg) {
 /* ---- launch ---- */
 
 /* How many remote hosts are still in `phase`; lock held. */
-static int count_phase(const ssh_state *s, host_phase phase) {
+static int count_phase(const ssh_state *s, distc__plink_phase phase) {
   int n = 0;
   for (int i = 0; i < s->nh; i++)
-    n += !s->h[i].dropped && s->h[i].phase == phase;
+    n += !s->h[i].dropped && s->h[i].p.phase == phase;
   return n;
 }
 
@@ -1357,14 +602,14 @@ static int open_proxy(ssh_state *s, ssh_host *h,
     snprintf(master, sizeof master, "%s:%s",
              s->master_addr ? s->master_addr : h->local_addr, s->master_port);
   if (spec->verbose || spec->dry_run) {
-    char *cmd = bootstrap_command(false);
-    distc__log_print("[%s] ssh %s %s", h->label, h->label,
+    char *cmd = distc__ssh_bootstrap_command(false);
+    distc__log_print("[%s] ssh %s %s", h->p.label, h->p.label,
             cmd ? cmd : "(out of memory)");
     free(cmd);
     distc__log_print(
             "[%s] then, over the channel: cd %s, run %s as "
             "the proxy, its workers dial the master at %s",
-            h->label, dir, exe,
+            h->p.label, dir, exe,
             spec->dry_run
                 ? (s->tunnel ? "127.0.0.1:<forwarded port>"
                    : s->master_addr
@@ -1374,11 +619,24 @@ static int open_proxy(ssh_state *s, ssh_host *h,
   }
   if (spec->dry_run)
     return 0;
+  /* For the proxy's "fail" lines (proxy_link.c). */
+  h->p.exe = exe;
+  h->p.dir = dir;
+  h->p.hint_host = "in a --hostfile";
+  if (asprintf(&h->hint_reach,
+               "; give --master-addr with an address of this host that %s "
+               "can reach, or --tunnel to connect back through the SSH "
+               "session",
+               h->spec.name) < 0)
+    h->hint_reach = NULL;
+  h->p.hint_reach = h->hint_reach;
+  h->p.verbose = s->verbose;
+  h->p.on_exit = record_exit;
+  h->p.arg = s;
   if (queue_config(s, h, spec, master) != 0) {
-    host_fail(h, "%s: out of memory", h->label);
+    distc__plink_fail(&h->p, "%s: out of memory", h->p.label);
     return -1;
   }
-  h->phase = H_STARTING;
   ssh_set_blocking(h->s, 0);
   return 0;
 }
@@ -1391,22 +649,19 @@ static void abort_launch(ssh_state *s) {
     ssh_host *h = &s->h[i];
     if (h->ctl == NULL)
       continue;
-    char line[32];
-    snprintf(line, sizeof line, "signal %d\n", SIGKILL);
-    out_append(h, line, strlen(line));
-    h->closing = true;
+    distc__plink_signal(&h->p, SIGKILL);
+    h->p.closing = true;
   }
   poke(s->wake[1]);
-  double deadline = now_s() + KILL_GRACE_S;
+  double deadline = distc__ssh_now() + KILL_GRACE_S;
   for (;;) {
     int running = 0;
     for (int i = 0; i < s->nh; i++)
-      for (int k = 0; k < s->h[i].count; k++)
-        running += s->h[i].w[k].running;
+      running += distc__plink_running(&s->h[i].p);
     bool open = false;
     for (int i = 0; i < s->nh; i++)
       open |= s->h[i].ctl != NULL;
-    if ((running == 0 && !open) || now_s() >= deadline || !s->io_running)
+    if ((running == 0 && !open) || distc__ssh_now() >= deadline || !s->io_running)
       break;
     wait_until(s, deadline);
   }
@@ -1422,8 +677,9 @@ static int ssh_launch(void *state, const distc_launch_spec *spec) {
   ssh_state *s = state;
   int rc;
   if (s->h == NULL)
-    return distc__seterr(DISTC_ESTATE, "the ssh manager launches only after "
-                                       "nodes(); this is a bug in distc");
+    return distc__seterr(DISTC_ESTATE, "the ssh launcher launches only "
+                                       "after prepare(); this is a bug in "
+                                       "distc");
   if (s->launched)
     return distc__seterr(DISTC_ESTATE,
                          "the ssh manager starts workers once per instance; "
@@ -1513,19 +769,19 @@ static int ssh_launch(void *state, const distc_launch_spec *spec) {
   s->io_running = true;
 
   /* Phase 1: every proxy says hello (or fails). */
-  double deadline = now_s() + s->timeout_s;
+  double deadline = distc__ssh_now() + s->timeout_s;
   pthread_mutex_lock(&s->lock);
   poke(s->wake[1]);
-  while (count_phase(s, H_STARTING) > 0 && now_s() < deadline)
+  while (count_phase(s, DISTC__P_STARTING) > 0 && distc__ssh_now() < deadline)
     wait_until(s, deadline);
   for (int i = 0; i < s->nh; i++)
-    if (!s->h[i].dropped && s->h[i].phase == H_STARTING)
-      host_fail(&s->h[i],
+    if (!s->h[i].dropped && s->h[i].p.phase == DISTC__P_STARTING)
+      distc__plink_fail(&s->h[i].p,
                 "%s: the program did not answer within %.3g s; raise "
                 "--timeout if the host is slow",
-                s->h[i].label, s->timeout_s);
-  int failed = count_phase(s, H_FAILED);
-  int ok = count_phase(s, H_HELLO);
+                s->h[i].p.label, s->timeout_s);
+  int failed = count_phase(s, DISTC__P_FAILED);
+  int ok = count_phase(s, DISTC__P_HELLO);
   if (failed > 0 && (!s->partial || ok + local == 0)) {
     rc = report_failures(s, "a host could not start its workers");
     pthread_mutex_unlock(&s->lock);
@@ -1538,38 +794,33 @@ static int ssh_launch(void *state, const distc_launch_spec *spec) {
     ssh_host *h = &s->h[i];
     if (h->dropped)
       continue;
-    if (h->phase == H_FAILED) {
-      distc__log(DISTC__LOG_WARN, "leaving out %s", h->error);
+    if (h->p.phase == DISTC__P_FAILED) {
+      distc__log(DISTC__LOG_WARN, "leaving out %s", h->p.error);
       h->dropped = true;
-      h->closing = true;
+      h->p.closing = true;
       continue;
     }
     int want = spec->first_index + spec->count - next;
     int count = h->spec.slots < want ? h->spec.slots : want;
-    h->first = next;
     if (count <= 0) {
-      h->closing = true;
+      h->p.closing = true;
       h->dropped = true;
       continue;
     }
-    h->w = calloc((size_t)count, sizeof *h->w);
-    if (h->w == NULL) {
+    /* Running from now on: they count for reap until their proxy reports
+     * them gone, or is gone itself. */
+    if (distc__plink_start(&h->p, next, count) != 0) {
       rc = distc__seterr(DISTC_ENOMEM, "out of memory");
       pthread_mutex_unlock(&s->lock);
       goto fail;
     }
-    h->count = count;
-    /* Running from now on: they count for reap until their proxy reports
-     * them gone, or is gone itself. */
-    for (int k = 0; k < h->count; k++)
-      h->w[k] = (remote_worker){.index = next + k, .running = true};
-    next += h->count;
-    out_line(h, "start %d %d", h->first, h->count);
+    next += count;
   }
   /* Not waited for: the workers start while the master does.  A proxy
    * that cannot start one says so (the I/O thread prints it), and the
    * worker counts as exited before connecting, which fails the start. */
-  s->started = true;
+  for (int i = 0; i < s->nh; i++)
+    s->h[i].p.reporting = true;
   poke(s->wake[1]);
   pthread_mutex_unlock(&s->lock);
   int started = next - spec->first_index;
@@ -1604,9 +855,9 @@ static int ssh_signal(void *state, int sig) {
     ssh_host *h = &s->h[i];
     if (h->ctl == NULL || h->dropped)
       continue;
-    out_line(h, "signal %d", sig);
+    distc__plink_signal(&h->p, sig);
     if (sig == SIGKILL && h->kill_deadline == 0)
-      h->kill_deadline = now_s() + KILL_GRACE_S;
+      h->kill_deadline = distc__ssh_now() + KILL_GRACE_S;
   }
   pthread_mutex_unlock(&s->lock);
   poke(s->wake[1]);
@@ -1627,8 +878,7 @@ static int ssh_reap(void *state, distc_exit_cb cb, void *arg) {
   s->exits = NULL;
   s->nexits = s->capexits = 0;
   for (int i = 0; i < s->nh; i++)
-    for (int k = 0; k < s->h[i].count; k++)
-      running += s->h[i].w[k].running;
+    running += distc__plink_running(&s->h[i].p);
   pthread_mutex_unlock(&s->lock);
   for (size_t i = 0; cb && i < nex; i++)
     cb(arg, ex[i].index, (pid_t)ex[i].pid, ex[i].status);
@@ -1650,7 +900,7 @@ static void ssh_destroy(void *state) {
     pthread_mutex_lock(&s->lock);
     for (int i = 0; i < s->nh; i++)
       if (s->h[i].ctl != NULL)
-        s->h[i].closing = true;
+        s->h[i].p.closing = true;
     s->io_stop = true;
     pthread_mutex_unlock(&s->lock);
     poke(s->wake[1]);
@@ -1659,15 +909,10 @@ static void ssh_destroy(void *state) {
   }
   for (int i = 0; i < s->nh; i++) {
     ssh_host *h = &s->h[i];
-    while (h->tunnels) {
-      tunnel_conn *t = h->tunnels;
-      h->tunnels = t->next;
-      close_tunnel(t);
-    }
-    host_disconnect(h);
-    free(h->error);
-    free(h->out);
-    free(h->w);
+    distc__ssh_tunnels_close(h);
+    distc__ssh_disconnect(h);
+    distc__plink_free(&h->p);
+    free(h->hint_reach);
     free(h->spec.name);
     free(h->spec.user);
     free(h->spec.dir);
@@ -1698,7 +943,7 @@ static void ssh_destroy(void *state) {
 
 const distc__launch_ops distc__launch_ssh = {
     .name = "ssh",
-    .title = "starting workers over SSH (libssh, no ssh binary)",
+    .title = "workers started over SSH (libssh, no ssh binary)",
     .options = ssh_options,
     .state_size = sizeof(ssh_state),
     .set_option = ssh_set_option,

@@ -469,42 +469,17 @@ DISTC_FUNCTION(distc__darray_map) {
 }
 
 /* Reduces the n elements of p with op: an int for integer dtypes, a double
- * for floating ones; nil when n is 0. */
-#define REDUCE(T, ACC, MK)                                                    \
+ * for floating ones; nil when n is 0.  The operators are reduce_ops.c's, so
+ * a chunk reduces as distc_reduce would (NaN included).  Narrow integers
+ * are widened first: their sums and products wrap at 64 bits. */
+#define REDUCE(T, ACC, OPFN, MK)                                              \
   do {                                                                        \
     const T *x = p;                                                           \
     ACC a = (ACC)x[0];                                                        \
-    for (size_t j = 1; j < n; j++) {                                          \
-      ACC y = (ACC)x[j];                                                      \
-      switch (op) {                                                           \
-      case DISTC_OP_SUM: a += y; break;                                       \
-      case DISTC_OP_PROD: a *= y; break;                                      \
-      case DISTC_OP_MIN: a = y < a ? y : a; break;                            \
-      case DISTC_OP_MAX: a = y > a ? y : a; break;                            \
-      }                                                                       \
-    }                                                                         \
+    for (size_t j = 1; j < n; j++)                                            \
+      a = OPFN(op, a, (ACC)x[j]);                                             \
     return MK(a);                                                             \
   } while (0)
-
-static int64_t wrap_add(int64_t a, int64_t b) {
-  return (int64_t)((uint64_t)a + (uint64_t)b);
-}
-static int64_t wrap_mul(int64_t a, int64_t b) {
-  return (int64_t)((uint64_t)a * (uint64_t)b);
-}
-
-static distc_value *reduce_ints(const int64_t *x, size_t n, distc_op op) {
-  int64_t a = x[0];
-  for (size_t j = 1; j < n; j++) {
-    switch (op) {
-    case DISTC_OP_SUM: a = wrap_add(a, x[j]); break;
-    case DISTC_OP_PROD: a = wrap_mul(a, x[j]); break;
-    case DISTC_OP_MIN: a = x[j] < a ? x[j] : a; break;
-    case DISTC_OP_MAX: a = x[j] > a ? x[j] : a; break;
-    }
-  }
-  return distc_int(a);
-}
 
 static distc_value *reduce_elems(const void *p, distc_dtype t, size_t n,
                                  distc_op op) {
@@ -512,34 +487,15 @@ static distc_value *reduce_elems(const void *p, distc_dtype t, size_t n,
     return distc_nil();
   switch (t) {
   case DISTC_F64:
-    REDUCE(double, double, distc_double);
+    REDUCE(double, double, distc__op_f64, distc_double);
   case DISTC_F32:
-    REDUCE(float, double, distc_double);
+    REDUCE(float, double, distc__op_f64, distc_double);
   case DISTC_I64:
-    return reduce_ints(p, n, op);
-  case DISTC_I32: {
-    /* Widened first: sums and products of int32s wrap at 64 bits, not 32. */
-    int64_t a = ((const int32_t *)p)[0];
-    for (size_t j = 1; j < n; j++) {
-      int64_t y = ((const int32_t *)p)[j];
-      a = op == DISTC_OP_SUM    ? wrap_add(a, y)
-          : op == DISTC_OP_PROD ? wrap_mul(a, y)
-          : op == DISTC_OP_MIN  ? (y < a ? y : a)
-                                : (y > a ? y : a);
-    }
-    return distc_int(a);
-  }
-  case DISTC_U8: {
-    int64_t a = ((const uint8_t *)p)[0];
-    for (size_t j = 1; j < n; j++) {
-      int64_t y = ((const uint8_t *)p)[j];
-      a = op == DISTC_OP_SUM    ? wrap_add(a, y)
-          : op == DISTC_OP_PROD ? wrap_mul(a, y)
-          : op == DISTC_OP_MIN  ? (y < a ? y : a)
-                                : (y > a ? y : a);
-    }
-    return distc_int(a);
-  }
+    REDUCE(int64_t, int64_t, distc__op_i64, distc_int);
+  case DISTC_I32:
+    REDUCE(int32_t, int64_t, distc__op_i64, distc_int);
+  case DISTC_U8:
+    REDUCE(uint8_t, int64_t, distc__op_i64, distc_int);
   }
   return distc_nil();
 }

@@ -1096,13 +1096,18 @@ static int remove_workers(const int *ids, int n) {
 
 int distc__master_finalize(void) {
   distc__cluster *C = &distc__C;
-  int ids[4096];
-  int n = distc_workers(ids, 4096);
-  if (C->nids == 0)
+  /* Every worker, however many: the count first, then room for them (one
+   * may join in between; distc_workers never writes past max). */
+  int n = C->nids ? distc_workers(NULL, 0) : 0;
+  int *ids = n > 0 ? calloc((size_t)n, sizeof *ids) : NULL;
+  if (ids != NULL) {
+    int now = distc_workers(ids, n);
+    n = now < n ? now : n;
+  } else {
     n = 0;
-  if (n > 4096)
-    n = 4096;
+  }
   int rc = n ? distc_rmprocs(ids, n) : 0;
+  free(ids);
   for (int i = 0; i < C->nmanagers; i++) {
     distc__manager_stop(&C->managers[i], SIGTERM, 1.0, NULL, NULL);
     distc__manager_close(&C->managers[i]);

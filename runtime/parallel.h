@@ -117,5 +117,9 @@ void distc__progress_end(distc__progress *p, size_t done);
  * DISTC_ETYPE with a message when the two cannot be combined. */
 int distc__op_combine(distc_op op, distc_value **acc, const distc_value *v);
 const char *distc__op_name(distc_op op);
+/* The scalar operators every reduction uses (distc_reduce, pmap's,
+ * distc_darray_reduce): integers wrap, min and max propagate NaN. */
+int64_t distc__op_i64(distc_op op, int64_t a, int64_t b);
+double distc__op_f64(distc_op op, double a, double b);
 
 #endif

@@ -33,15 +33,21 @@ static int check_loop(const char *what, const char *fn) {
 /* Splits [lo, hi) (not empty) over the workers: chunk k gets the k-th
  * share, sizes differing by one at most.  *out receives calloc'd chunks. */
 static int split(int64_t lo, int64_t hi, chunk **out, int *nout) {
-  int ids[4096];
-  int nw = distc_workers(ids, (int)DISTC__ARRAY_LEN(ids));
-  if (nw > (int)DISTC__ARRAY_LEN(ids))
-    nw = (int)DISTC__ARRAY_LEN(ids);
+  /* However many workers there are (one may join between the two calls;
+   * distc_workers never writes past its max). */
+  int nw = distc_workers(NULL, 0);
+  int *ids = calloc((size_t)nw, sizeof *ids);
+  if (!ids)
+    return distc__seterr(DISTC_ENOMEM, "out of memory");
+  int now = distc_workers(ids, nw);
+  nw = now < nw ? now : nw;
   uint64_t len = (uint64_t)hi - (uint64_t)lo;
   int n = (uint64_t)nw < len ? nw : (int)len;
   chunk *c = calloc((size_t)n, sizeof *c);
-  if (!c)
+  if (!c) {
+    free(ids);
     return distc__seterr(DISTC_ENOMEM, "out of memory");
+  }
   uint64_t base = len / (uint64_t)n, extra = len % (uint64_t)n, at = 0;
   for (int k = 0; k < n; k++) {
     uint64_t size = base + ((uint64_t)k < extra);
@@ -51,6 +57,7 @@ static int split(int64_t lo, int64_t hi, chunk **out, int *nout) {
     c[k].hi = (int64_t)((uint64_t)lo + at + size);
     at += size;
   }
+  free(ids);
   *out = c;
   *nout = n;
   return 0;

@@ -23,7 +23,7 @@ const char *distc__op_name(distc_op op) {
   return "?";
 }
 
-static int64_t op_i64(distc_op op, int64_t a, int64_t b) {
+int64_t distc__op_i64(distc_op op, int64_t a, int64_t b) {
   switch (op) {
   case DISTC_OP_SUM:
     return (int64_t)((uint64_t)a + (uint64_t)b);
@@ -37,7 +37,7 @@ static int64_t op_i64(distc_op op, int64_t a, int64_t b) {
   return a;
 }
 
-static double op_f64(distc_op op, double a, double b) {
+double distc__op_f64(distc_op op, double a, double b) {
   switch (op) {
   case DISTC_OP_SUM:
     return a + b;
@@ -83,14 +83,14 @@ static void arrays(distc_op op, distc_value *acc, const distc_value *v) {
     double *x = a;
     const double *y = b;
     for (size_t i = 0; i < n; i++)
-      x[i] = op_f64(op, x[i], y[i]);
+      x[i] = distc__op_f64(op, x[i], y[i]);
     break;
   }
   case DISTC_F32: {
     float *x = a;
     const float *y = b;
     for (size_t i = 0; i < n; i++)
-      x[i] = (float)op_f64(op, x[i], y[i]);
+      x[i] = (float)distc__op_f64(op, x[i], y[i]);
     break;
   }
   case DISTC_I64:
@@ -128,11 +128,11 @@ int distc__op_combine(distc_op op, distc_value **accp, const distc_value *v) {
   if (op < DISTC_OP_SUM || op > DISTC_OP_MAX)
     return distc__seterr(DISTC_EINVAL, "unknown reduction operator %d", op);
   if (ta == DISTC_INT && tv == DISTC_INT) {
-    out = distc_int(op_i64(op, acc->u.i, v->u.i));
+    out = distc_int(distc__op_i64(op, acc->u.i, v->u.i));
   } else if ((ta == DISTC_INT || ta == DISTC_DOUBLE) &&
              (tv == DISTC_INT || tv == DISTC_DOUBLE)) {
     out = distc_double(
-        op_f64(op, distc_value_double(acc), distc_value_double(v)));
+        distc__op_f64(op, distc_value_double(acc), distc_value_double(v)));
   } else if (ta == DISTC_ARRAY && tv == DISTC_ARRAY) {
     bool same = acc->u.a.dtype == v->u.a.dtype && acc->u.a.len == v->u.a.len;
     if (!same)

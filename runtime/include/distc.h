@@ -97,19 +97,21 @@ DISTC_API int distc_workers(int *ids, int max);
 
 typedef struct distc_addprocs_opts {
   int count;               /* workers to add, >= 1 */
-  const char *manager;     /* NULL: "local" */
+  const char *manager;     /* NULL: chosen as distc-launch chooses */
   const char *dir;         /* working directory; NULL: the master's */
   const char *exename;     /* executable; NULL: the master's own */
   const char *const *env;  /* NULL-terminated "K=V" list added, or NULL */
   double timeout_s;        /* 0: 60 s */
   /* Workers on other hosts over SSH: a host list as distc-launch --hosts
-   * takes it ("node1:2,user@node2:4"); the manager is then "ssh" unless
-   * named.  count 0 means every slot the hosts give (ids needs room for
-   * them); a larger count than that is an error. */
+   * takes it ("node1:2,user@node2:4"), the same as a "hosts=..." entry of
+   * manager_options; the manager is then "ssh" unless named.  count 0
+   * means every slot the hosts give (ids needs room for them); a larger
+   * count than that is an error. */
   const char *hosts;
   /* NULL-terminated options for the manager, written as distc-launch's
    * long options without "--": "ssh-config=FILE", "tunnel", ... (see
-   * distc-launch(1)); an option the manager does not take is an error. */
+   * distc-launch(1)); they imply the manager as they do there, and an
+   * option the manager does not take is an error naming it. */
   const char *const *manager_options;
 } distc_addprocs_opts;
 

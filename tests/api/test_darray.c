@@ -2,6 +2,7 @@
  * operation checked against a serial computation on the master.  One case
  * per run (argv[1]) under distc-launch.  Prints `N passed, M failed`. */
 #include <distc.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -392,6 +393,20 @@ static void case_map_reduce(void) {
   OK(distc_darray_reduce(d, NULL, DISTC_OP_MAX, &r));
   CHECK(distc_value_double(r) == 54, "max %g", distc_value_double(r));
   distc_value_free(r);
+  /* A NaN that is not the first element of its chunk: min and max are NaN,
+   * as distc_reduce's (one set of operators, reduce_ops.c). */
+  distc_value *nans = linear_array(DISTC_F64, 1, (size_t[]){12}, 1), *dn;
+  ((double *)distc_array_data(nans))[5] = NAN;
+  OK(distc_darray_distribute(nans, NULL, &dn));
+  for (distc_op op = DISTC_OP_MIN; op <= DISTC_OP_MAX; op++) {
+    OK(distc_darray_reduce(dn, NULL, op, &r));
+    CHECK(distc_value_type(r) == DISTC_DOUBLE && isnan(distc_value_double(r)),
+          "darray NaN %s: %g", op == DISTC_OP_MIN ? "min" : "max",
+          distc_value_double(r));
+    distc_value_free(r);
+  }
+  distc_darray_free(dn);
+  distc_value_free(nans);
   OK(distc_darray_reduce(d, "count_big", DISTC_OP_SUM, &r));
   CHECK(distc_value_int(r) == 4, "count_big %lld", (long long)distc_value_int(r));
   distc_value_free(r);

@@ -4,6 +4,7 @@
  * standalone case).  Prints `N passed, M failed`. */
 #include <distc.h>
 #include <fcntl.h>
+#include <math.h>
 #include <pty.h>
 #include <signal.h>
 #include <stdio.h>
@@ -302,6 +303,14 @@ DISTC_FUNCTION(chunk_double) {
   if (lo % 2)
     return distc_int(acc);
   return distc_double((double)acc);
+}
+
+/* A double per chunk, NaN for the chunk holding 50: min and max must
+ * propagate it, as Julia's do. */
+DISTC_FUNCTION(chunk_nan) {
+  (void)ctx;
+  int64_t lo = at_int(args, 0), hi = at_int(args, 1);
+  return distc_double(lo <= 50 && 50 < hi ? NAN : (double)lo);
 }
 
 /* An array of dtype arg: element k is the sum over the chunk of
@@ -1024,6 +1033,13 @@ static void case_reduce_ops(void) {
       distc_value_free(sargs);
       distc_value_free(spec);
     }
+  }
+  /* NaN in one partial: min and max are NaN, as distc_darray_reduce's */
+  for (distc_op op = DISTC_OP_MIN; op <= DISTC_OP_MAX; op++) {
+    OK(distc_reduce("chunk_nan", 0, 100, op, NULL, &r));
+    CHECK(distc_value_type(r) == DISTC_DOUBLE && isnan(distc_value_double(r)),
+          "NaN %s: %g", op_names[op], distc_value_double(r));
+    distc_value_free(r);
   }
   /* doubles, some partials ints: the result is a double */
   OK(distc_reduce("chunk_double", 0, 100, DISTC_OP_SUM, NULL, &r));

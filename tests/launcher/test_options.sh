@@ -152,6 +152,17 @@ usage_error "--manager unknown" "unknown cluster manager 'nosuch' (from --manage
   --manager nosuch /bin/true
 DISTC_MANAGER=nosuch usage_error "\$DISTC_MANAGER unknown" \
   "unknown cluster manager 'nosuch' (from \$DISTC_MANAGER)" /bin/true
+usage_error "--launcher unknown" "unknown launcher 'nosuch' (from --launcher); use one of: spawn, ssh" \
+  --launcher nosuch /bin/true
+usage_error "an option of another manager, named" \
+  "--hosts is an option of the ssh manager, not of local; drop it, or use --manager ssh" \
+  --manager local --hosts node1 /bin/true
+launch --dry-run --manager ssh --launcher spawn --hosts node1:1 /bin/true
+check "--launcher spawn refuses other hosts, naming one" \
+  test "$rc" -eq 1 -a "$(grep -c 'the spawn launcher starts workers on this host only, not on node1' "$T/err")" -eq 1
+launch --help
+check "--help lists every manager option, from the halves' tables" \
+  bash -c "grep -q -- '--hosts LIST' '$T/out' && grep -q -- '--tunnel ' '$T/out' && grep -q -- '--launcher NAME' '$T/out' && grep -q 'known: local, ssh' '$T/out'"
 
 # ---- dry runs ---------------------------------------------------------------
 
