@@ -84,6 +84,7 @@ const distc__resource_ops distc__resource_slurm = {
     .options = NULL,
     .state_size = sizeof(slurm_state),
     .remote = true,
+    .spreads_procs = true,
     .set_option = slurm_set_option,
     .detect = slurm_detect,
     .nodes = slurm_nodes,
