@@ -1,7 +1,11 @@
 /* slurm_api.c — fills the libslurm table of slurm_api.h on first use. */
 #define DISTC_SLURM_API_IMPL
 #include <dlfcn.h>
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,4 +115,80 @@ bool distc__slurm_hostname_ok(const char *name) {
           (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.'))
       return false;
   return true;
+}
+
+/* SlurmctldHost's address ("ctl(10.0.0.2)" gives 10.0.0.2, "ctl" ctl) and
+ * SlurmctldPort of the configuration file; false if it names none. */
+static bool ctl_address(char *host, size_t hcap, char *port, size_t pcap) {
+  const char *conf = getenv("SLURM_CONF");
+  FILE *f = fopen(conf && *conf ? conf : DEFAULT_SLURM_CONF, "r");
+  if (f == NULL)
+    return false;
+  char line[1024];
+  host[0] = '\0';
+  snprintf(port, pcap, "6817");
+  while (fgets(line, sizeof line, f)) {
+    char *v;
+    line[strcspn(line, "#\r\n")] = '\0';
+    if (!host[0] && ((v = strstr(line, "SlurmctldHost=")) == line ||
+                     (v = strstr(line, "ControlMachine=")) == line)) {
+      v = strchr(v, '=') + 1;
+      char *open = strchr(v, '(');
+      if (open) {
+        v = open + 1;
+        v[strcspn(v, ")")] = '\0';
+      }
+      v[strcspn(v, " \t,")] = '\0';
+      snprintf(host, hcap, "%s", v);
+    } else if ((v = strstr(line, "SlurmctldPort=")) == line) {
+      v += strlen("SlurmctldPort=");
+      v[strcspn(v, "- \t")] = '\0';
+      snprintf(port, pcap, "%.16s", v);
+    }
+  }
+  fclose(f);
+  return host[0] != '\0';
+}
+
+int distc__slurm_ctl_check(double timeout_s) {
+  char host[256], port[32];
+  if (!ctl_address(host, sizeof host, port, sizeof port))
+    return 0; /* configless or unusual: let libslurm find it */
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+  if (getaddrinfo(host, port, &hints, &res) != 0)
+    return distc__seterr(DISTC_ETIMEDOUT,
+                         "the SLURM controller's name %s does not resolve "
+                         "here: check SlurmctldHost in the configuration",
+                         host);
+  bool ok = false;
+  char why[128] = "no address";
+  for (struct addrinfo *a = res; a && !ok; a = a->ai_next) {
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                    0);
+    if (fd < 0)
+      continue;
+    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+      ok = true;
+    } else if (errno == EINPROGRESS) {
+      struct pollfd pf = {fd, POLLOUT, 0};
+      int err = 0;
+      socklen_t el = sizeof err;
+      if (poll(&pf, 1, (int)(timeout_s * 1000)) == 1 &&
+          getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0)
+        ok = true;
+      else
+        snprintf(why, sizeof why, "%s", err ? strerror(err) : "no answer");
+    } else {
+      snprintf(why, sizeof why, "%s", strerror(errno));
+    }
+    close(fd);
+  }
+  freeaddrinfo(res);
+  if (!ok)
+    return distc__seterr(DISTC_ETIMEDOUT,
+                         "the SLURM controller at %s port %s does not answer "
+                         "(%s) within %g s: is slurmctld running? (scontrol "
+                         "ping)",
+                         host, port, why, timeout_s);
+  return 0;
 }

@@ -23,6 +23,9 @@
 #include <slurm/slurm.h>
 #include <stdbool.h>
 
+/* Exported by libslurm but not declared in slurm.h (22.05). */
+extern char *slurm_job_reason_string(enum job_state_reason inx);
+
 #define DISTC_SLURM_FUNCS(X)                                                  \
   X(slurm_api_version) X(slurm_hostlist_create) X(slurm_hostlist_shift)       \
   X(slurm_hostlist_count) X(slurm_hostlist_destroy) X(slurm_init)             \
@@ -30,7 +33,8 @@
   X(slurm_init_job_desc_msg) X(slurm_allocate_resources_blocking)             \
   X(slurm_free_resource_allocation_response_msg) X(slurm_complete_job)        \
   X(slurm_kill_job) X(slurm_get_errno) X(slurm_strerror)                      \
-  X(slurm_load_node_single) X(slurm_free_node_info_msg)
+  X(slurm_load_node_single) X(slurm_free_node_info_msg)                       \
+  X(slurm_allocate_resources) X(slurm_job_reason_string)
 
 typedef struct distc__slurm_api {
 #define DISTC__SLURM_SLOT(name) __typeof__(name) *name;
@@ -49,6 +53,12 @@ int distc__slurm_load(void);
  * /etc/slurm/slurm.conf) it can read, so that slurm_init cannot exit the
  * process; else DISTC_ENOTSUP naming the file and what to do. */
 int distc__slurm_conf_check(void);
+
+/* 0 when the controller of the configuration (SlurmctldHost, SlurmctldPort
+ * of slurm.conf) accepts a TCP connection within timeout_s; else
+ * DISTC_ETIMEDOUT saying which address did not answer.  libslurm itself
+ * would block 18-39 s on each call before saying so. */
+int distc__slurm_ctl_check(double timeout_s);
 
 /* Whether a host name libslurm's hostlist gave back is one (letters,
  * digits, '-', '_', '.'; no brackets, commas or blanks; not empty). */
@@ -75,6 +85,8 @@ bool distc__slurm_hostname_ok(const char *name);
 #define slurm_strerror distc__slurm.slurm_strerror
 #define slurm_load_node_single distc__slurm.slurm_load_node_single
 #define slurm_free_node_info_msg distc__slurm.slurm_free_node_info_msg
+#define slurm_allocate_resources distc__slurm.slurm_allocate_resources
+#define slurm_job_reason_string distc__slurm.slurm_job_reason_string
 #endif
 
 #endif

@@ -155,4 +155,35 @@ timeout 60 salloc -Q -N1 -J distc-local "$launch" --manager local -p 2 "$prog" w
 check "--manager local: workers on the login side" \
   '[ "$(count "^worker [0-9]* on $login$" local.out)" = 2 ]'
 
+# 10. From the login side: distc-launch allocates, runs, releases.
+running_job() { squeue -h -j "$1" -t PD,R,S 2>/dev/null | wc -l; }
+timeout 60 "$launch" -v --nodes 2 --ntasks-per-node 2 --time 5 "$prog" where >alloc.out 2>alloc.err
+rc=$?
+job=$(sed -n 's/.*job \([0-9]*\) allocated.*/\1/p' alloc.err | head -1)
+check "--nodes 2: exit 0 (got $rc)" '[ "$rc" = 0 ]'
+check "--nodes 2: 2 workers on node1" '[ "$(count "^worker [0-9]* on node1$" alloc.out)" = 2 ]'
+check "--nodes 2: 2 workers on node2" '[ "$(count "^worker [0-9]* on node2$" alloc.out)" = 2 ]'
+check "--nodes 2: the job is released" '[ -n "$job" ] && [ "$(running_job "$job")" = 0 ]'
+[ "$fail" = 0 ] || cat alloc.out alloc.err
+
+#     ... and Ctrl-C while the request waits (the nodes are taken).
+hold=$(sbatch --parsable -J distc-hold -N2 --exclusive -o /dev/null --wrap 'sleep 60')
+for _ in $(seq 100); do [ "$(squeue -h -j "$hold" -t R | wc -l)" = 1 ] && break; sleep 0.1; done
+timeout 60 "$launch" --nodes 2 "$prog" where >pend.out 2>pend.err &
+lp=$!
+wait_for 'waiting for allocation: job [0-9]* pending (Resources)' 100 pend.err
+check "pending: says why it waits" 'grep -q "waiting for allocation: job [0-9]* pending (Resources)" pend.err'
+job=$(sed -n 's/.*job \([0-9]*\) pending.*/\1/p' pend.err | head -1)
+kill -INT "$lp"
+for _ in $(seq 50); do alive "$lp" || break; sleep 0.1; done
+check "pending: Ctrl-C ends distc-launch" '! alive "$lp"'
+alive "$lp" && kill "$lp"
+wait "$lp"
+rc=$?
+check "pending: exits 130 (got $rc)" '[ "$rc" = 130 ]'
+check "pending: the job is cancelled, nothing left in squeue" \
+  '[ -n "$job" ] && [ "$(running_job "$job")" = 0 ]'
+scancel "$hold"
+[ "$fail" = 0 ] || cat pend.out pend.err
+
 finish
