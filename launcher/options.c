@@ -376,6 +376,22 @@ copied:
   return 0;
 }
 
+/* Whether every worker will run on other hosts: the manager that will be
+ * chosen (named, implied by its options, or detected) is remote and -p
+ * does not put workers here. */
+static bool workers_elsewhere(const distc__launch_opts *o) {
+  const char *names[64];
+  int n = 0;
+  for (int i = 0; i < o->nmopts && n < 64; i++)
+    names[n++] = o->mopts[i].name;
+  const char *why;
+  const distc__manager_def *d =
+      distc__manager_choose(o->manager, names, n, &why);
+  distc__clearerr(); /* an unknown name is reported when it is opened */
+  return d != NULL && d->resource->remote &&
+         (!o->procs_given || d->resource->spreads_procs);
+}
+
 static int apply(const opt_def *d, const char *v, distc__launch_opts *o,
                  const char **exename) {
   switch (d->id) {
@@ -571,7 +587,7 @@ int distc__options_parse(int argc, char **argv, distc__launch_opts *o) {
    * only, it is looked for there: a path is made absolute (from our
    * directory, as the local case reads it), a bare name is left to their
    * PATH. */
-  if (exename != NULL && o->nmopts > 0 && !o->procs_given) {
+  if (exename != NULL && workers_elsewhere(o)) {
     if (exename[0] == '\0')
       return distc__seterr(DISTC_EINVAL,
                            "--exename is empty; give a program to run");

@@ -136,6 +136,9 @@ typedef struct distc__resource_ops {
   /* Its hosts are other hosts: the master must listen on an address they
    * can reach, and without -p no worker runs on this host. */
   bool remote;
+  /* -p N (nodes' `here`) is spread over its hosts (an allocation's nodes),
+   * so no worker runs on this host even with -p. */
+  bool spreads_procs;
   /* optional: takes one of `options` (value NULL for a flag) or a common
    * setting; DISTC_EINVAL with a message quoting a bad value. */
   int (*set_option)(void *state, const char *name, const char *value);
@@ -386,5 +389,7 @@ extern const distc__resource_ops distc__resource_here;     /* local.c */
 extern const distc__resource_ops distc__resource_hostlist; /* hostlist.c */
 extern const distc__launch_ops distc__launch_spawn;        /* local.c */
 extern const distc__launch_ops distc__launch_ssh;          /* ssh.c */
+extern const distc__resource_ops distc__resource_slurm;    /* slurm.c */
+extern const distc__launch_ops distc__launch_srun;         /* srun.c */
 
 #endif
