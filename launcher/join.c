@@ -35,11 +35,11 @@ int distc__door_open(const distc__launch_opts *o, const unsigned char *secret,
     return rc;
   }
   if (o->dry_run) {
-    snprintf(d->addr, sizeof d->addr, "%s", o->listen);
+    snprintf(d->addr, sizeof d->addr, "%s", o->listen ? o->listen : "<addr>");
     return 0;
   }
-  if ((rc = distc__join_listen(o->listen, &d->fd, d->addr, sizeof d->addr)) !=
-      0)
+  if ((rc = distc__join_listen(o->listen ? o->listen : "0", &d->fd, d->addr,
+                               sizeof d->addr)) != 0)
     return rc;
   if ((rc = distc__join_key_write(d->key, secret)) != 0) {
     close(d->fd);
@@ -47,13 +47,16 @@ int distc__door_open(const distc__launch_opts *o, const unsigned char *secret,
     return rc;
   }
   d->written = true;
+  return 0;
+}
+
+void distc__door_announce(const distc__door *d) {
   fprintf(stderr,
           "distc-launch: workers join at %s with key file %s\n"
           "distc-launch: start them with DISTC_JOIN=%s DISTC_JOIN_KEY=%s in "
           "their environment, or distc-launch --join %s --join-key %s "
           "PROGRAM\n",
           d->addr, d->key, d->addr, d->key, d->addr, d->key);
-  return 0;
 }
 
 void distc__door_close(distc__door *d) {

@@ -36,6 +36,13 @@ enum opt_id {
   OPT_JOIN,
   OPT_JOIN_KEY,
   OPT_MIN_WORKERS,
+  OPT_SUBMIT,
+  OPT_JOBS,
+  OPT_WORKERS_PER_JOB,
+  OPT_QUEUE,
+  OPT_WALLTIME,
+  OPT_JOB_EXTRA,
+  OPT_KEY_DIR,
   OPT_MANAGER_OPT, /* handed to the cluster manager as it is */
 };
 
@@ -65,6 +72,13 @@ static const opt_def opt_defs[] = {
     {"join", 0, true, OPT_JOIN},
     {"join-key", 0, true, OPT_JOIN_KEY},
     {"min-workers", 0, true, OPT_MIN_WORKERS},
+    {"submit", 0, true, OPT_SUBMIT},
+    {"jobs", 0, true, OPT_JOBS},
+    {"workers-per-job", 0, true, OPT_WORKERS_PER_JOB},
+    {"queue", 0, true, OPT_QUEUE},
+    {"walltime", 0, true, OPT_WALLTIME},
+    {"job-extra", 0, true, OPT_JOB_EXTRA},
+    {"key-dir", 0, true, OPT_KEY_DIR},
 };
 /* clang-format on */
 
@@ -108,7 +122,21 @@ static const char usage_common[] =
     "                       joining\n"
     "      --join HOST:PORT run PROGRAM as a worker (-p N: N of them) that\n"
     "                       joins the master listening there, with\n"
-    "                       --join-key FILE\n";
+    "                       --join-key FILE\n"
+    "\n"
+    "worker jobs submitted from a login node (they join as above):\n"
+    "      --submit sbatch|qsub\n"
+    "                       submit worker jobs; the master runs here\n"
+    "      --jobs J         jobs to submit (default 1)\n"
+    "      --workers-per-job W\n"
+    "                       workers each job starts (default 1)\n"
+    "      --queue Q        partition or queue of the jobs\n"
+    "      --walltime T     time limit of each job\n"
+    "      --job-extra LINE a line added to the job script's header\n"
+    "                       (repeatable)\n"
+    "      --key-dir DIR    where the key file, the job script and the jobs'\n"
+    "                       output go (default ~/.distc; the nodes must\n"
+    "                       read it)\n";
 static const char usage_tail[] =
     "\n"
     "  -h, --help           print this help and exit\n"
@@ -476,6 +504,39 @@ static int apply(const opt_def *d, const char *v, distc__launch_opts *o,
     o->min_workers = (int)n;
     return 0;
   }
+  case OPT_SUBMIT:
+    if (distc__submit_check(v) != 0)
+      return DISTC_EINVAL;
+    o->submit = v;
+    return 0;
+  case OPT_JOBS:
+  case OPT_WORKERS_PER_JOB: {
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (v[0] == '\0' || *end != '\0' || errno != 0 || n < 1 || n > 10000)
+      return distc__seterr(DISTC_EINVAL, "--%s wants a number >= 1, got "
+                           "'%s'", d->lng, v);
+    *(d->id == OPT_JOBS ? &o->jobs : &o->workers_per_job) = (int)n;
+    return 0;
+  }
+  case OPT_QUEUE:
+    o->queue = v;
+    return 0;
+  case OPT_WALLTIME:
+    o->walltime = v;
+    return 0;
+  case OPT_JOB_EXTRA: {
+    size_t n = 0;
+    while (o->job_extra[n] != NULL)
+      n++;
+    o->job_extra[n] = v;
+    o->job_extra[n + 1] = NULL;
+    return 0;
+  }
+  case OPT_KEY_DIR:
+    o->key_dir = v;
+    return 0;
   case OPT_MANAGER_OPT:
     if (d->has_arg && v[0] == '\0')
       return distc__seterr(DISTC_EINVAL,
@@ -493,11 +554,14 @@ int distc__options_parse(int argc, char **argv, distc__launch_opts *o) {
   int i;
 
   *o = (distc__launch_opts){.timeout_s = DEFAULT_TIMEOUT_S,
-                            .min_workers = -1};
+                            .min_workers = -1,
+                            .jobs = 1,
+                            .workers_per_job = 1};
   /* Every --env takes at least one word, so argc entries always suffice. */
   o->env = calloc((size_t)argc + 1, sizeof *o->env);
   o->mopts = calloc((size_t)argc + 1, sizeof *o->mopts);
-  if (o->env == NULL || o->mopts == NULL)
+  o->job_extra = calloc((size_t)argc + 1, sizeof *o->job_extra);
+  if (o->env == NULL || o->mopts == NULL || o->job_extra == NULL)
     return distc__seterr(DISTC_ENOMEM, "out of memory");
 
   for (i = 1; i < argc; i++) {
@@ -578,7 +642,16 @@ int distc__options_parse(int argc, char **argv, distc__launch_opts *o) {
   if (o->join != NULL && o->join_key == NULL)
     return distc__seterr(DISTC_EINVAL, "--join needs --join-key FILE, the "
                          "key file the master's --listen printed");
-  if (o->join == NULL && o->listen == NULL &&
+  if (o->submit != NULL && o->join != NULL)
+    return distc__seterr(DISTC_EINVAL, "--submit and --join do not go "
+                         "together: --submit runs the master here");
+  bool job_opts = o->queue || o->walltime || o->job_extra[0] || o->key_dir ||
+                  o->jobs != 1 || o->workers_per_job != 1;
+  if (o->submit == NULL && job_opts)
+    return distc__seterr(DISTC_EINVAL, "--jobs, --workers-per-job, --queue, "
+                         "--walltime, --job-extra and --key-dir describe "
+                         "the jobs of --submit sbatch|qsub; give --submit");
+  if (o->join == NULL && o->listen == NULL && o->submit == NULL &&
       (o->join_key != NULL || o->min_workers >= 0))
     return distc__seterr(DISTC_EINVAL, "--%s is about workers that join: "
                          "give --listen [ADDR:]PORT too",
@@ -606,6 +679,8 @@ int distc__options_parse(int argc, char **argv, distc__launch_opts *o) {
 
 void distc__options_free(distc__launch_opts *o) {
   free(o->env);
+  free(o->job_extra);
+  o->job_extra = NULL;
   free(o->mopts);
   o->mopts = NULL;
   free(o->program);

@@ -10,6 +10,7 @@
  *                  default pool afterwards still work
  *   count N        under --min-workers: how many were there at start, then
  *                  waits for N
+ *   hosts N        waits for N workers; the host each runs on
  *   api            no launcher: distc_listen opens the door itself */
 #include <distc.h>
 #include <stdatomic.h>
@@ -40,6 +41,14 @@ DISTC_FUNCTION(whoami) {
   (void)args;
   (void)ctx;
   return distc_int(distc_myid());
+}
+
+DISTC_FUNCTION(hostname) {
+  (void)args;
+  (void)ctx;
+  char h[256] = "";
+  gethostname(h, sizeof h - 1);
+  return distc_string(h);
 }
 
 static atomic_int joins, leaves;
@@ -137,6 +146,22 @@ static int case_count(int want) {
   return 0;
 }
 
+/* Every worker says on which host it runs. */
+static int case_hosts(int want) {
+  int got = distc_wait_workers(want, 60);
+  CHECK(got >= want, "wait_workers: %d %s", got, distc_errmsg());
+  int ids[256];
+  int n = distc_workers(ids, 256);
+  printf("workers %d\n", n);
+  for (int i = 0; i < n && i < 256; i++) {
+    distc_value *r = NULL;
+    OK(distc_remotecall_fetch(ids[i], "hostname", NULL, &r));
+    printf("worker %d on %s\n", ids[i], r ? distc_value_str(r, NULL) : "?");
+    distc_value_free(r);
+  }
+  return 0;
+}
+
 static int case_api(void) {
   distc_join_info info, again;
   OK(distc_listen("127.0.0.1:0", NULL, &info));
@@ -183,6 +208,8 @@ int main(int argc, char **argv) {
     case_members(a);
   else if (strcmp(c, "count") == 0)
     case_count(a);
+  else if (strcmp(c, "hosts") == 0)
+    case_hosts(a);
   else if (strcmp(c, "api") == 0)
     case_api();
   else
