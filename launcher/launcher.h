@@ -95,6 +95,7 @@ typedef struct distc__submit {
   char log_dir[4096];            /* where the jobs write their output */
   char shown[256];               /* the state line last printed */
   double all_started;            /* when none was pending any more */
+  double asked;                  /* when the queue was last asked */
 } distc__submit;
 
 /* DISTC_EINVAL unless name is a scheduler --submit knows. */

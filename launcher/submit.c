@@ -29,6 +29,8 @@
 #include "common.h"
 #include "launcher.h"
 
+#define READY_POLL_S 10.0
+
 typedef struct counts {
   int pending, running, done;
   char reason[128]; /* of the first pending job */
@@ -414,6 +416,11 @@ int distc__submit_tick(void *arg, bool ready, double waited_s,
   distc__submit *s = arg;
   if (s->sched == NULL || s->nids == 0)
     return 0;
+  /* Once the program runs, the queue is asked less often: a departure is
+   * news, but not worth loading the controller every second. */
+  if (ready && waited_s - s->asked < READY_POLL_S)
+    return 0;
+  s->asked = waited_s;
   counts c = {0};
   if (s->sched->states(s, &c) < 0)
     return 0; /* the tool hiccupped: ask again next time */
