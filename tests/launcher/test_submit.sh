@@ -105,4 +105,13 @@ else
   kill -INT $LPID; wait $LPID
 fi
 
+# 6. Jobs whose workers never join (the program fails on the node): the run
+#    fails saying so, instead of waiting for ever.
+timeout $T "$LAUNCH" --submit sbatch --jobs 1 --key-dir "$kd" \
+  --exename /bin/false "$EL" hosts 1 >"$tmp/out6" 2>"$tmp/err6"; st=$?
+check "jobs that end before joining fail the run, saying so" \
+  '[ $st -eq 1 ] && grep -q "every job ended before enough workers joined" "$tmp/err6"'
+check "and nothing of ours is left" '[ "$(ours_left "$tmp/err6")" -eq 0 ]'
+[ $st -ne 1 ] && cat "$tmp/out6" "$tmp/err6"
+
 finish
