@@ -9,6 +9,8 @@ packages=(
   libhwloc-dev hwloc                                 # distc-launch -p auto, --bind
   libssh-dev                                         # the ssh manager
   openssh-server openssh-client iproute2 nftables    # its test hosts (tests/ssh)
+  libslurm-dev slurm-client                          # the slurm manager
+  slurm-wlm slurmctld slurmd munge slurm-wlm-torque  # its test cluster (tests/slurm)
   libopenblas-dev liblapacke-dev                     # contrib/svd, datamove
 )
 apt-get update -qq >/dev/null

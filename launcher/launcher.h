@@ -39,6 +39,22 @@ typedef struct distc__launch_opts {
    * strings point into argv) */
   distc__mopt *mopts;
   int nmopts;
+  /* elastic join: --listen [ADDR:]PORT and --join HOST:PORT (or NULL),
+   * --join-key FILE (or NULL), --min-workers (-1: every worker started) */
+  const char *listen;
+  const char *join;
+  const char *join_key;
+  int min_workers;
+  /* --submit sbatch|qsub (or NULL), --jobs, --workers-per-job, --queue,
+   * --walltime, --job-extra lines (NULL-terminated; array owned), and
+   * --key-dir (or NULL) */
+  const char *submit;
+  int jobs;
+  int workers_per_job;
+  const char *queue;
+  const char *walltime;
+  const char **job_extra;
+  const char *key_dir;
 } distc__launch_opts;
 
 /* Parses main's argv.  Returns 0 to run, 1 when it printed what was asked
@@ -54,6 +70,63 @@ int distc__options_exe(distc__launch_opts *o, bool workers_here);
 /* Every option, one a line: "--long" or "-s", then " ARG" when it takes a
  * value (distc-launch --list-options, for the shell completion). */
 void distc__options_list(FILE *f);
+
+/* ---- join.c -------------------------------------------------------------- */
+
+/* The door --listen opens: a listening socket handed to the master, the
+ * address published, and the key file written (removed by close). */
+typedef struct distc__door {
+  int fd; /* -1: none (a dry run) */
+  char addr[256];
+  char key[4096];
+  bool written; /* the key file is ours to remove */
+} distc__door;
+
+/* Opens o->listen (every address when NULL), writes secret to the key file
+ * (o->join_key, else a default path).  In a dry run only the names are
+ * filled in. */
+int distc__door_open(const distc__launch_opts *o, const unsigned char *secret,
+                     distc__door *d);
+/* Prints where workers join and how. */
+void distc__door_announce(const distc__door *d);
+void distc__door_close(distc__door *d);
+/* --join: runs the program as -p N (default 1) workers that join the
+ * master at o->join with o->join_key, waits for them; the exit status. */
+int distc__join_run(const distc__launch_opts *o);
+
+/* ---- submit.c ------------------------------------------------------------- */
+
+typedef struct distc__submit {
+  const struct scheduler *sched; /* NULL: nothing submitted */
+  char **ids;                    /* the jobs' ids */
+  int nids;
+  char script[4096];             /* the job script written (removed) */
+  char log_dir[4096];            /* where the jobs write their output */
+  char shown[256];               /* the state line last printed */
+  double all_started;            /* when none was pending any more */
+  double asked;                  /* when the queue was last asked */
+} distc__submit;
+
+/* DISTC_EINVAL unless name is a scheduler --submit knows. */
+int distc__submit_check(const char *name);
+/* The key file's path under --key-dir (default ~/.distc, made 0700). */
+int distc__submit_key_path(const distc__launch_opts *o, char *path,
+                           size_t cap);
+/* Replaces the door's published host with this host's address on the
+ * route to the scheduler's controller, unless --listen named one. */
+int distc__submit_address(const distc__launch_opts *o, distc__door *d);
+/* Writes the job script and submits o->jobs jobs (a dry run prints the
+ * script).  On failure the jobs submitted so far are in s: end them. */
+int distc__submit_start(const distc__launch_opts *o, const distc__door *d,
+                        distc__submit *s);
+/* The supervisor's tick while it runs: shows the jobs' state when it
+ * changed; before the master is ready, -1 (after saying why) when every
+ * job ended, or when none has been pending for timeout_s. */
+int distc__submit_tick(void *arg, bool ready, double waited_s,
+                       double timeout_s);
+/* Cancels every job (waiting, bounded, until the scheduler has them
+ * ended) and removes the script. */
+void distc__submit_end(distc__submit *s, bool verbose);
 
 /* ---- topology.c --------------------------------------------------------- */
 
@@ -85,6 +158,12 @@ typedef struct distc__supervision {
   const char *program; /* as the user typed it, for messages */
   const char *exe_path; /* what the local workers run (absolute), or NULL */
   bool verbose;
+  /* optional, about once a second: ready says whether the master is;
+   * waited_s counts from the start.  Non-zero fails the run (the tick has
+   * said why).  With a tick the start is not bounded by timeout_s: the
+   * tick bounds it. */
+  int (*tick)(void *arg, bool ready, double waited_s, double timeout_s);
+  void *tick_arg;
 } distc__supervision;
 
 /* Runs until the master has exited and every worker is reaped; returns the

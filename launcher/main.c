@@ -7,11 +7,13 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -105,6 +107,9 @@ int main(int argc, char **argv) {
   char master_addr[64], local_addr[64] = "";
   int listen_fd = -1, port = 0, control_fd = -1, local_fd = -1;
   bool signals = false;
+  distc__door door = {.fd = -1};
+  distc__submit sub = {0};
+  char key_path[4096];
   pid_t master = -1;
   int code, rc;
 
@@ -124,6 +129,10 @@ int main(int argc, char **argv) {
     code = rc > 0 ? 0 : fail(DISTC__EXIT_USAGE);
     goto free_opts;
   }
+  if (o.join != NULL) {
+    code = distc__join_run(&o);
+    goto free_opts;
+  }
   distc__trace_init(); /* --trace set DISTC_TRACE */
   if (distc__tracing()) {
     char track[64];
@@ -138,6 +147,8 @@ int main(int argc, char **argv) {
       .procs = o.nworkers,
       .procs_given = o.procs_given,
       .blas_threads = o.blas_threads,
+      .outside_only = (o.listen != NULL || o.submit != NULL) &&
+                      !o.procs_given && o.nmopts == 0,
       .timeout_s = o.timeout_s,
       .verbose = o.verbose,
       .dry_run = o.dry_run,
@@ -193,6 +204,23 @@ int main(int argc, char **argv) {
   } else {
     snprintf(master_addr, sizeof master_addr, "127.0.0.1:<port>");
   }
+  /* --submit: the key goes where the nodes can read it (--key-dir). */
+  if (o.submit != NULL && o.join_key == NULL) {
+    if ((rc = distc__submit_key_path(&o, key_path, sizeof key_path)) != 0) {
+      code = fail(DISTC__EXIT_FAILURE);
+      goto close_listener;
+    }
+    o.join_key = key_path;
+  }
+  bool door_wanted = o.listen != NULL || o.submit != NULL;
+  if (door_wanted && (rc = distc__door_open(&o, secret, &door)) != 0) {
+    code = fail(rc == DISTC_EINVAL ? DISTC__EXIT_USAGE : DISTC__EXIT_FAILURE);
+    goto close_listener;
+  }
+  if (o.submit != NULL && !o.dry_run)
+    distc__submit_address(&o, &door);
+  if (door_wanted && !o.dry_run)
+    distc__door_announce(&door);
 
   int started = st.count;
   distc__startup_run run = {
@@ -232,11 +260,30 @@ int main(int argc, char **argv) {
       .timeout_s = o.timeout_s,
       .verbose = o.verbose,
       .dry_run = o.dry_run,
+      .join_fd = door.fd,
+      .join_addr = door_wanted ? door.addr : NULL,
+      .join_key = door_wanted ? door.key : NULL,
+      .min_workers = o.min_workers,
   };
+  if (o.submit != NULL) {
+    /* Every worker of every job, unless said otherwise; queue time is the
+     * supervisor's to bound (distc__submit_tick), not the master's. */
+    if (ms.min_workers < 0)
+      ms.min_workers = started + o.jobs * o.workers_per_job;
+    ms.timeout_s = 1e7;
+  }
   rc = distc__spawn_master(&ms, &master, &control_fd);
   if (rc != 0) {
     code = fail(DISTC__EXIT_FAILURE);
     distc__manager_stop(&st.m, SIGKILL, 0, NULL, NULL);
+    goto close_listener;
+  }
+  if (o.submit != NULL && (rc = distc__submit_start(&o, &door, &sub)) != 0) {
+    code = fail(DISTC__EXIT_FAILURE);
+    kill(master, SIGTERM);
+    while (waitpid(master, NULL, 0) < 0 && errno == EINTR)
+      ;
+    distc__manager_stop(&st.m, SIGTERM, 1.0, NULL, NULL);
     goto close_listener;
   }
   if (o.dry_run) {
@@ -248,6 +295,9 @@ int main(int argc, char **argv) {
   if (local_fd >= 0)
     close(local_fd);
   local_fd = -1;
+  if (door.fd >= 0)
+    close(door.fd); /* the master's now; the key file stays till the end */
+  door.fd = -1;
 
   distc__supervision sv = {
       .m = &st.m,
@@ -259,10 +309,14 @@ int main(int argc, char **argv) {
       .program = o.argv[0],
       .exe_path = o.exe_path,
       .verbose = o.verbose,
+      .tick = o.submit != NULL ? distc__submit_tick : NULL,
+      .tick_arg = &sub,
   };
   code = distc__supervise(&sv);
 
 close_listener:
+  distc__submit_end(&sub, o.verbose);
+  distc__door_close(&door);
   if (listen_fd >= 0)
     close(listen_fd);
   if (local_fd >= 0)

@@ -35,6 +35,17 @@ enum opt_id {
   OPT_VERSION,
   OPT_TRACE,
   OPT_STATS,
+  OPT_LISTEN,
+  OPT_JOIN,
+  OPT_JOIN_KEY,
+  OPT_MIN_WORKERS,
+  OPT_SUBMIT,
+  OPT_JOBS,
+  OPT_WORKERS_PER_JOB,
+  OPT_QUEUE,
+  OPT_WALLTIME,
+  OPT_JOB_EXTRA,
+  OPT_KEY_DIR,
   OPT_MANAGER_OPT, /* handed to the cluster manager as it is */
 };
 
@@ -63,6 +74,17 @@ static const opt_def opt_defs[] = {
     {"stats", 0, false, OPT_STATS},
     {"help", 'h', false, OPT_HELP},
     {"version", 'V', false, OPT_VERSION},
+    {"listen", 0, true, OPT_LISTEN},
+    {"join", 0, true, OPT_JOIN},
+    {"join-key", 0, true, OPT_JOIN_KEY},
+    {"min-workers", 0, true, OPT_MIN_WORKERS},
+    {"submit", 0, true, OPT_SUBMIT},
+    {"jobs", 0, true, OPT_JOBS},
+    {"workers-per-job", 0, true, OPT_WORKERS_PER_JOB},
+    {"queue", 0, true, OPT_QUEUE},
+    {"walltime", 0, true, OPT_WALLTIME},
+    {"job-extra", 0, true, OPT_JOB_EXTRA},
+    {"key-dir", 0, true, OPT_KEY_DIR},
 };
 /* clang-format on */
 
@@ -97,7 +119,37 @@ static const char usage_common[] =
     "      --trace FILE     write a timeline of every process to FILE (Chrome\n"
     "                       and Perfetto trace events, JSON), as DISTC_TRACE\n"
     "      --stats          print each worker's calls, bytes and busy time\n"
-    "                       at exit, as DISTC_STATS=1\n";
+    "                       at exit, as DISTC_STATS=1\n"
+    "\n"
+    "workers that join from outside (elastic join):\n"
+    "      --listen [ADDR:]PORT\n"
+    "                       also take in workers started by anyone, joining\n"
+    "                       at ADDR:PORT (PORT 0: any); prints the address\n"
+    "                       and the key file to give them; without -p no\n"
+    "                       worker is started here\n"
+    "      --join-key FILE  the key file (mode 0600) --listen writes, or\n"
+    "                       --join reads (default with --listen:\n"
+    "                       ~/.distc/join-HOST-PID.key, removed at the end)\n"
+    "      --min-workers N  start the master once N workers are present\n"
+    "                       (default: every worker started); more keep\n"
+    "                       joining\n"
+    "      --join HOST:PORT run PROGRAM as a worker (-p N: N of them) that\n"
+    "                       joins the master listening there, with\n"
+    "                       --join-key FILE\n"
+    "\n"
+    "worker jobs submitted from a login node (they join as above):\n"
+    "      --submit sbatch|qsub\n"
+    "                       submit worker jobs; the master runs here\n"
+    "      --jobs J         jobs to submit (default 1)\n"
+    "      --workers-per-job W\n"
+    "                       workers each job starts (default 1)\n"
+    "      --queue Q        partition or queue of the jobs\n"
+    "      --walltime T     time limit of each job\n"
+    "      --job-extra LINE a line added to the job script's header\n"
+    "                       (repeatable)\n"
+    "      --key-dir DIR    where the key file, the job script and the jobs'\n"
+    "                       output go (default ~/.distc; the nodes must\n"
+    "                       read it)\n";
 static const char usage_tail[] =
     "\n"
     "  -h, --help           print this help and exit\n"
@@ -408,6 +460,22 @@ copied:
   return 0;
 }
 
+/* Whether every worker will run on other hosts: the manager that will be
+ * chosen (named, implied by its options, or detected) is remote and -p
+ * does not put workers here. */
+static bool workers_elsewhere(const distc__launch_opts *o) {
+  const char *names[64];
+  int n = 0;
+  for (int i = 0; i < o->nmopts && n < 64; i++)
+    names[n++] = o->mopts[i].name;
+  const char *why;
+  const distc__manager_def *d =
+      distc__manager_choose(o->manager, names, n, &why);
+  distc__clearerr(); /* an unknown name is reported when it is opened */
+  return d != NULL && d->resource->remote &&
+         (!o->procs_given || d->resource->spreads_procs);
+}
+
 static int apply(const opt_def *d, const char *v, distc__launch_opts *o,
                  const char **exename) {
   switch (d->id) {
@@ -481,6 +549,67 @@ static int apply(const opt_def *d, const char *v, distc__launch_opts *o,
   case OPT_STATS:
     setenv("DISTC_STATS", "1", 1);
     return 0;
+  case OPT_LISTEN:
+    if (v[0] == '\0')
+      return distc__seterr(DISTC_EINVAL, "--listen wants [ADDR:]PORT; e.g. "
+                           "--listen 9000");
+    o->listen = v;
+    return 0;
+  case OPT_JOIN:
+    if (v[0] == '\0' || strrchr(v, ':') == NULL)
+      return distc__seterr(DISTC_EINVAL, "--join wants HOST:PORT, the "
+                           "address the master printed, got '%s'", v);
+    o->join = v;
+    return 0;
+  case OPT_JOIN_KEY:
+    if (v[0] == '\0')
+      return distc__seterr(DISTC_EINVAL, "--join-key wants a file name");
+    o->join_key = v;
+    return 0;
+  case OPT_MIN_WORKERS: {
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (v[0] == '\0' || *end != '\0' || errno != 0 || n < 0 ||
+        n > MAX_WORKERS)
+      return distc__seterr(DISTC_EINVAL, "--min-workers wants a number of "
+                           "workers >= 0, got '%s'; e.g. --min-workers 4", v);
+    o->min_workers = (int)n;
+    return 0;
+  }
+  case OPT_SUBMIT:
+    if (distc__submit_check(v) != 0)
+      return DISTC_EINVAL;
+    o->submit = v;
+    return 0;
+  case OPT_JOBS:
+  case OPT_WORKERS_PER_JOB: {
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (v[0] == '\0' || *end != '\0' || errno != 0 || n < 1 || n > 10000)
+      return distc__seterr(DISTC_EINVAL, "--%s wants a number >= 1, got "
+                           "'%s'", d->lng, v);
+    *(d->id == OPT_JOBS ? &o->jobs : &o->workers_per_job) = (int)n;
+    return 0;
+  }
+  case OPT_QUEUE:
+    o->queue = v;
+    return 0;
+  case OPT_WALLTIME:
+    o->walltime = v;
+    return 0;
+  case OPT_JOB_EXTRA: {
+    size_t n = 0;
+    while (o->job_extra[n] != NULL)
+      n++;
+    o->job_extra[n] = v;
+    o->job_extra[n + 1] = NULL;
+    return 0;
+  }
+  case OPT_KEY_DIR:
+    o->key_dir = v;
+    return 0;
   case OPT_MANAGER_OPT:
     if (d->has_arg && v[0] == '\0')
       return distc__seterr(DISTC_EINVAL,
@@ -497,11 +626,15 @@ int distc__options_parse(int argc, char **argv, distc__launch_opts *o) {
   int rc = 0;
   int i;
 
-  *o = (distc__launch_opts){.timeout_s = DEFAULT_TIMEOUT_S};
+  *o = (distc__launch_opts){.timeout_s = DEFAULT_TIMEOUT_S,
+                            .min_workers = -1,
+                            .jobs = 1,
+                            .workers_per_job = 1};
   /* Every --env takes at least one word, so argc entries always suffice. */
   o->env = calloc((size_t)argc + 1, sizeof *o->env);
   o->mopts = calloc((size_t)argc + 1, sizeof *o->mopts);
-  if (o->env == NULL || o->mopts == NULL)
+  o->job_extra = calloc((size_t)argc + 1, sizeof *o->job_extra);
+  if (o->env == NULL || o->mopts == NULL || o->job_extra == NULL)
     return distc__seterr(DISTC_ENOMEM, "out of memory");
 
   for (i = 1; i < argc; i++) {
@@ -573,6 +706,29 @@ int distc__options_parse(int argc, char **argv, distc__launch_opts *o) {
   rc = resolve_program("program", argv[i], &o->program);
   if (rc != 0)
     return rc;
+  if (o->join != NULL && (o->listen != NULL || o->min_workers >= 0 ||
+                          o->nmopts > 0 || o->manager != NULL))
+    return distc__seterr(DISTC_EINVAL,
+                         "--join starts workers of a master running "
+                         "elsewhere; it takes no --listen, --min-workers or "
+                         "manager options");
+  if (o->join != NULL && o->join_key == NULL)
+    return distc__seterr(DISTC_EINVAL, "--join needs --join-key FILE, the "
+                         "key file the master's --listen printed");
+  if (o->submit != NULL && o->join != NULL)
+    return distc__seterr(DISTC_EINVAL, "--submit and --join do not go "
+                         "together: --submit runs the master here");
+  bool job_opts = o->queue || o->walltime || o->job_extra[0] || o->key_dir ||
+                  o->jobs != 1 || o->workers_per_job != 1;
+  if (o->submit == NULL && job_opts)
+    return distc__seterr(DISTC_EINVAL, "--jobs, --workers-per-job, --queue, "
+                         "--walltime, --job-extra and --key-dir describe "
+                         "the jobs of --submit sbatch|qsub; give --submit");
+  if (o->join == NULL && o->listen == NULL && o->submit == NULL &&
+      (o->join_key != NULL || o->min_workers >= 0))
+    return distc__seterr(DISTC_EINVAL, "--%s is about workers that join: "
+                         "give --listen [ADDR:]PORT too",
+                         o->join_key ? "join-key" : "min-workers");
   if (exename != NULL && exename[0] == '\0')
     return distc__seterr(DISTC_EINVAL,
                          "--exename is empty; give a program to run");
@@ -602,6 +758,8 @@ int distc__options_exe(distc__launch_opts *o, bool workers_here) {
 
 void distc__options_free(distc__launch_opts *o) {
   free(o->env);
+  free(o->job_extra);
+  o->job_extra = NULL;
   free(o->mopts);
   o->mopts = NULL;
   free(o->program);

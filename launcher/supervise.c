@@ -348,7 +348,10 @@ int distc__supervise(const distc__supervision *sv) {
 
   for (size_t i = 0; i < DISTC__ARRAY_LEN(handled); i++)
     sigdelset(&run_mask, handled[i]);
-  r.deadline = now_s() + sv->timeout_s + TIMEOUT_SLACK_S;
+  double started = now_s(), next_tick = started;
+  r.deadline = started + sv->timeout_s + TIMEOUT_SLACK_S;
+  if (sv->tick)
+    r.deadline = 1e300; /* the tick bounds the start */
 
   /* Workers on other hosts end without a SIGCHLD; their manager says so
    * on this descriptor. */
@@ -358,8 +361,11 @@ int distc__supervise(const distc__supervision *sv) {
                             {.fd = event_fd, .events = POLLIN},
                             {.fd = r.control_fd, .events = POLLIN}};
     struct timespec ts, *tsp = NULL;
-    if (r.phase != RUNNING) {
-      double left = r.deadline - now_s();
+    if (r.phase != RUNNING || sv->tick) {
+      double until = r.phase != RUNNING ? r.deadline : 1e300;
+      if (sv->tick && next_tick < until)
+        until = next_tick;
+      double left = until - now_s();
       if (left < 0)
         left = 0;
       ts.tv_sec = (time_t)left;
@@ -382,6 +388,14 @@ int distc__supervise(const distc__supervision *sv) {
       read_control(&r);
     reap_master(&r);
     int running = distc__manager_reap(m, on_worker_exit, &r);
+    if (sv->tick && !r.master_done && now_s() >= next_tick) {
+      next_tick = now_s() + 1.0;
+      if (sv->tick(sv->tick_arg, r.ready, now_s() - started,
+                   sv->timeout_s) != 0) {
+        teardown(&r, false);
+        return finish(&r, DISTC__EXIT_FAILURE);
+      }
+    }
 
     if (r.phase == STARTING && r.fail != NULL) {
       fprintf(stderr, "distc-launch: %s%s\n", r.fail,

@@ -46,6 +46,16 @@
 #define DISTC_ENV_CONTROL_FD "DISTC_CONTROL_FD" /* master: reports to launcher */
 #define DISTC_ENV_TIMEOUT "DISTC_TIMEOUT"     /* seconds to wait for workers */
 #define DISTC_SECRET_LEN 32
+/* Elastic join (join_door.c).  A worker started by anyone dials the join
+ * address with the path of the key file; neither is a secret. */
+#define DISTC_ENV_JOIN "DISTC_JOIN"           /* worker: host:port to join */
+#define DISTC_ENV_JOIN_KEY "DISTC_JOIN_KEY"   /* worker: the key file's path */
+/* master: the door distc-launch --listen opened (fd), its published address
+ * and key file, and how many workers distc_init waits for */
+#define DISTC_ENV_JOIN_FD "DISTC_JOIN_FD"
+#define DISTC_ENV_JOIN_ADDR "DISTC_JOIN_ADDR"
+#define DISTC_ENV_JOIN_KEY_FILE "DISTC_JOIN_KEY_FILE"
+#define DISTC_ENV_MIN_WORKERS "DISTC_MIN_WORKERS"
 /* DISTC_ROLE of the per-host process a launch half starts on another host
  * (managers/proxy.c), which starts that host's workers. */
 #define DISTC_ROLE_PROXY "proxy"
@@ -129,6 +139,9 @@ typedef struct distc__resource_ops {
   /* Its hosts are other hosts: the master must listen on an address they
    * can reach, and without -p no worker runs on this host. */
   bool remote;
+  /* -p N (nodes' `here`) is spread over its hosts (an allocation's nodes),
+   * so no worker runs on this host even with -p. */
+  bool spreads_procs;
   /* optional: takes one of `options` (value NULL for a flag) or a common
    * setting; DISTC_EINVAL with a message quoting a bad value. */
   int (*set_option)(void *state, const char *name, const char *value);
@@ -265,6 +278,9 @@ typedef struct distc__startup {
   /* Workers already running on this host, for the BLAS thread count. */
   int workers_before;
   int blas_threads; /* 0: distc__blas_threads of each host */
+  /* Workers only join from outside (--listen without -p or hosts): none
+   * is started, and a count of 0 is no error. */
+  bool outside_only;
   double timeout_s;
   bool verbose, dry_run;
   const char *who; /* "distc-launch" or "distc_addprocs", for messages */
@@ -338,6 +354,12 @@ typedef struct distc__master_spec {
   double timeout_s;
   bool verbose; /* print the exact command */
   bool dry_run; /* print, start nothing */
+  /* --listen: the join socket (-1: none), its published address and key
+   * file; workers distc_init waits for (-1: nworkers) */
+  int join_fd;
+  const char *join_addr;
+  const char *join_key;
+  int min_workers;
 } distc__master_spec;
 
 /* Starts the master in our process group with the DISTC_* master contract.
@@ -353,6 +375,22 @@ int distc__spawn_master(const distc__master_spec *ms, pid_t *pid,
 int distc__local_listener(char *addr, size_t cap, int *fd);
 int distc__local_dial(const char *addr);
 
+/* ---- join_door.c ------------------------------------------------------------ */
+
+/* Listens for joining workers on spec, "[ADDR:]PORT" (PORT 0: the kernel
+ * picks; no ADDR or "*": every address).  *fd is close-on-exec and blocking;
+ * addr receives the address to publish: ADDR, or this host's name when
+ * bound to every address, with the port. */
+int distc__join_listen(const char *spec, int *fd, char *addr, size_t addrlen);
+/* A fresh default key path, $HOME/.distc/join-HOST-PID.key (the directory
+ * made 0700): $HOME is usually shared with the nodes that join. */
+int distc__join_key_default(char *path, size_t len);
+/* Writes secret to path, mode 0600, replacing it atomically. */
+int distc__join_key_write(const char *path, const unsigned char *secret);
+/* Reads a key file written by distc__join_key_write; refuses one that
+ * others can read.  DISTC_EAUTH with a message otherwise. */
+int distc__join_key_read(const char *path, unsigned char *secret);
+
 /* The remote half of a launch half that starts one proxy per host
  * (managers/proxy.c): what distc_init runs when DISTC_ROLE is
  * DISTC_ROLE_PROXY.  Never returns. */
@@ -364,5 +402,7 @@ extern const distc__resource_ops distc__resource_hostlist; /* hostlist.c */
 extern const distc__resource_ops distc__resource_pbs;      /* pbs.c */
 extern const distc__launch_ops distc__launch_spawn;        /* local.c */
 extern const distc__launch_ops distc__launch_ssh;          /* ssh.c */
+extern const distc__resource_ops distc__resource_slurm;    /* slurm.c */
+extern const distc__launch_ops distc__launch_srun;         /* srun.c */
 
 #endif

@@ -36,6 +36,10 @@ typedef struct proxy_worker {
 typedef struct proxy {
   int in;  /* protocol from the manager (stdin) */
   int out; /* protocol to the manager (the original stdout) */
+  /* "@NODE ": one stream serves the proxies of every node (srun.c); each
+   * reads only the lines with its prefix and prefixes its own.  "": not
+   * shared. */
+  char mux[300];
   char buf[DISTC_PROXY_LINE_MAX];
   size_t have;
   bool eof;
@@ -63,12 +67,14 @@ static void say(proxy *p, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void say(proxy *p, const char *fmt, ...) {
   char line[4096];
+  int m = snprintf(line, sizeof line, "%s", p->mux);
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+  int n = vsnprintf(line + m, sizeof line - 1 - (size_t)m, fmt, ap);
   va_end(ap);
   if (n < 0)
     return;
+  n += m;
   if ((size_t)n > sizeof line - 2)
     n = (int)sizeof line - 2;
   for (int i = 0; i < n; i++)
@@ -107,16 +113,21 @@ static void unescape(char *s) {
  * the next call); false when there is none yet. */
 static bool take_line(proxy *p, char **line) {
   static char cur[DISTC_PROXY_LINE_MAX];
-  char *nl = memchr(p->buf, '\n', p->have);
-  if (nl == NULL)
-    return false;
-  size_t n = (size_t)(nl - p->buf);
-  memcpy(cur, p->buf, n);
-  cur[n] = '\0';
-  memmove(p->buf, nl + 1, p->have - n - 1);
-  p->have -= n + 1;
-  *line = cur;
-  return true;
+  size_t m = strlen(p->mux);
+  for (;;) {
+    char *nl = memchr(p->buf, '\n', p->have);
+    if (nl == NULL)
+      return false;
+    size_t n = (size_t)(nl - p->buf);
+    memcpy(cur, p->buf, n);
+    cur[n] = '\0';
+    memmove(p->buf, nl + 1, p->have - n - 1);
+    p->have -= n + 1;
+    if (m > 0 && strncmp(cur, p->mux, m) != 0)
+      continue; /* another node's */
+    *line = cur + m;
+    return true;
+  }
 }
 
 /* One read from the manager; sets eof at its end (or on an overlong line,
@@ -418,7 +429,19 @@ int distc__proxy_main(int argc, char **argv) {
   const char *t = getenv(DISTC_ENV_TIMEOUT);
   if (t != NULL && atof(t) > 0)
     timeout_s = atof(t);
-  static const char *const ours[] = {DISTC_ENV_ROLE, DISTC_ENV_TIMEOUT};
+  /* Shared stream: the prefix is "@" and the value of the variable that
+   * DISTC_PROXY_MUX names (srun.c: SLURMD_NODENAME, set by slurmd). */
+  const char *mux = getenv(DISTC_ENV_PROXY_MUX);
+  if (mux != NULL && mux[0] != '\0') {
+    const char *node = getenv(mux);
+    if (node == NULL || node[0] == '\0') {
+      say(&p, "fail %s names %s, which is not set", DISTC_ENV_PROXY_MUX, mux);
+      _exit(1);
+    }
+    snprintf(p.mux, sizeof p.mux, "@%s ", node);
+  }
+  static const char *const ours[] = {DISTC_ENV_ROLE, DISTC_ENV_TIMEOUT,
+                                     DISTC_ENV_PROXY_MUX};
   for (size_t i = 0; i < DISTC__ARRAY_LEN(ours); i++)
     unsetenv(ours[i]);
 

@@ -34,12 +34,19 @@
  *   exit INDEX WSTATUS         a worker ended (waitpid status)
  *   fail TEXT                  cannot go on; the proxy exits after it
  *
- * Escaping: '\\' as "\\\\" and newline as "\\n". */
+ * Escaping: '\\' as "\\\\" and newline as "\\n".
+ *
+ * Shared streams: srun gives all proxies of a step one stdin (each gets
+ * every byte) and one stdout.  With DISTC_PROXY_MUX=VAR in its environment
+ * a proxy reads only the lines that begin with "@" + the value of $VAR +
+ * " " (its node's name), without that prefix, and writes every line with
+ * it; the manager does the converse (srun.c). */
 #ifndef DISTC_PROXY_H
 #define DISTC_PROXY_H
 
 #define DISTC_PROXY_HEADER "distc-proxy 1"
 #define DISTC_PROXY_LINE_MAX 65536
+#define DISTC_ENV_PROXY_MUX "DISTC_PROXY_MUX"
 /* How long stopped workers get between SIGTERM and SIGKILL. */
 #define DISTC_PROXY_TERM_GRACE_MS 1000
 

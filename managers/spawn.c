@@ -459,7 +459,8 @@ static int inheritable(int fd) { return fcntl(fd, F_DUPFD, 3); }
 int distc__spawn_master(const distc__master_spec *ms, pid_t *pid,
                         int *control_fd) {
   int secret[2] = {-1, -1}, control[2] = {-1, -1};
-  int m_listen = -1, m_secret = -1, m_control = -1, m_local = -1;
+  int m_listen = -1, m_secret = -1, m_control = -1, m_local = -1,
+      m_join = -1;
   envv add = {0}, env = {0};
   int rc = 0;
 
@@ -477,10 +478,13 @@ int distc__spawn_master(const distc__master_spec *ms, pid_t *pid,
     m_listen = inheritable(ms->listen_fd);
     if (ms->local_fd >= 0)
       m_local = inheritable(ms->local_fd);
+    if (ms->join_fd >= 0)
+      m_join = inheritable(ms->join_fd);
     m_secret = inheritable(secret[0]);
     m_control = inheritable(control[1]);
     if (m_listen < 0 || m_secret < 0 || m_control < 0 ||
-        (ms->local_fd >= 0 && m_local < 0)) {
+        (ms->local_fd >= 0 && m_local < 0) ||
+        (ms->join_fd >= 0 && m_join < 0)) {
       rc = distc__seterr(DISTC_ESPAWN,
                          "cannot pass descriptors to the master: %s",
                          strerror(errno));
@@ -517,6 +521,18 @@ int distc__spawn_master(const distc__master_spec *ms, pid_t *pid,
   /* -1 (none, or a dry run): the master opens its own if it needs one. */
   if (rc == 0)
     rc = envv_setf(&add, "%s=%d", DISTC_ENV_LISTEN_LOCAL_FD, m_local);
+  if (rc == 0 && ms->join_addr != NULL) {
+    if (ms->dry_run)
+      rc = envv_setf(&add, "%s=<fd>", DISTC_ENV_JOIN_FD);
+    else
+      rc = envv_setf(&add, "%s=%d", DISTC_ENV_JOIN_FD, m_join);
+    if (rc == 0)
+      rc = envv_setf(&add, "%s=%s", DISTC_ENV_JOIN_ADDR, ms->join_addr);
+    if (rc == 0 && ms->join_key != NULL)
+      rc = envv_setf(&add, "%s=%s", DISTC_ENV_JOIN_KEY_FILE, ms->join_key);
+  }
+  if (rc == 0 && ms->min_workers >= 0)
+    rc = envv_setf(&add, "%s=%d", DISTC_ENV_MIN_WORKERS, ms->min_workers);
   if (rc != 0)
     goto nomem;
 
@@ -579,6 +595,8 @@ close_fds:
     close(m_listen);
   if (m_local >= 0)
     close(m_local);
+  if (m_join >= 0)
+    close(m_join);
   if (m_secret >= 0)
     close(m_secret);
   if (m_control >= 0)

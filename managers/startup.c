@@ -75,7 +75,7 @@ int distc__startup_plan(distc__startup *st) {
   /* A remote manager starts workers here only when -p asks for them. */
   bool remote = distc__manager_remote(&st->m);
   int here = 0;
-  if (st->procs_given || !remote) {
+  if (!st->outside_only && (st->procs_given || !remote)) {
     if (st->procs > 0) {
       here = st->procs;
     } else {
@@ -94,7 +94,7 @@ int distc__startup_plan(distc__startup *st) {
     if (st->hosts[i].here)
       st->here += n;
   }
-  if (st->count <= 0) {
+  if (st->count <= 0 && !st->outside_only) {
     rc = distc__seterr(DISTC_EINVAL,
                        "the %s manager has no slots for workers; give -p N",
                        distc__manager_name(&st->m));

@@ -34,6 +34,8 @@ int distc_init(int *argc, char ***argv) {
     return distc__worker_main();
   if (role && strcmp(role, DISTC_ROLE_PROXY) == 0)
     distc__proxy_main(C->argc, C->argv); /* a launch half started us */
+  if (!role && getenv(DISTC_ENV_JOIN))
+    return distc__join_main(); /* started by anyone: join a running master */
   int rc = distc__master_init();
   if (distc__tracing()) {
     distc__trace_name_track();

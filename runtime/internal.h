@@ -386,6 +386,32 @@ distc__gate_entry *distc__gate_oldest(void);
 void distc__gate_drop(int kind, double now);
 void distc__gate_flush(void); /* logs what was not reported yet */
 
+/* ---- join.c: elastic membership ---- */
+/* Master: a worker joined (after it is in the table) or left; bumps the
+ * generation on a join and queues the members callback. */
+void distc__members_note(int id, bool joined);
+/* Changes with every join: pmap and default pools look for newcomers when
+ * it moved. */
+unsigned distc__members_gen(void);
+/* Master init: takes over the door distc-launch --listen opened. */
+int distc__join_adopt(void);
+/* I/O thread, on every wake-up: starts polling a newly opened door. */
+void distc__join_on_wake(uv_loop_t *loop);
+/* I/O thread: the door's poll handle while it is watched, else NULL (so
+ * that pausing accepts pauses the door too). */
+uv_poll_t *distc__join_poll(void);
+/* Finalize: no more callbacks (first); then, once the I/O thread has
+ * ended, closes the door and removes a key file distc_listen wrote. */
+void distc__join_stop(void);
+void distc__join_close(void);
+/* distc_init of a process with DISTC_JOIN set: joins; never returns. */
+int distc__join_main(void);
+/* master.c: accepts on a listening socket (the poll's fd) and starts the
+ * handshake of each connection. */
+void distc__master_on_listen(uv_poll_t *h, int status, int events);
+/* pool.c: whether p is a default pool (follows the membership). */
+bool distc__pool_follows(distc_pool *p);
+
 /* ---- shared.c ---- */
 /* Worker: derives the names of this run's shared memory segments from the
  * cluster secret, before the worker forgets it. */

@@ -130,13 +130,15 @@ void distc__worker_lost(distc__conn *c) {
   pthread_mutex_unlock(&C->lock);
   distc__output_flush(c);
   distc__conn_fail_pending(c);
-  if (owned)
-    distc__conn_unref(c); /* the table's reference */
+  if (!stopping && owned)
+    distc__members_note(c->id, false);
   if (c->why[0])
     distc__log(DISTC__LOG_WARN, "worker %d: %s", c->id, c->why);
   else if (!stopping)
     distc__log(DISTC__LOG_INFO, "worker %d (pid %d on %s) left", c->id,
                (int)c->ospid, c->host);
+  if (owned)
+    distc__conn_unref(c); /* the table's reference */
 }
 
 /* ---- reading worker connections ---- */
@@ -320,7 +322,8 @@ static void admit(peer *p, uint32_t len) {
   if (r->type != MSGPACK_OBJECT_ARRAY || r->via.array.size < 4 ||
       r->via.array.size > 5 ||
       (r->via.array.size == 5 && a[4].type != MSGPACK_OBJECT_POSITIVE_INTEGER) ||
-      a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+      (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
+       a[0].type != MSGPACK_OBJECT_NEGATIVE_INTEGER) ||
       a[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
       a[2].type != MSGPACK_OBJECT_STR || a[3].type != MSGPACK_OBJECT_BIN ||
       a[3].via.bin.size != DISTC__FP_LEN) {
@@ -328,7 +331,10 @@ static void admit(peer *p, uint32_t len) {
     peer_close(p);
     return;
   }
-  int index = a[0].via.u64 < 1 << 20 ? (int)a[0].via.u64 : -1;
+  /* A worker started from outside (join.c) has no launch index: -1 asks
+   * for the next one. */
+  bool joiner = a[0].type == MSGPACK_OBJECT_NEGATIVE_INTEGER;
+  int index = !joiner && a[0].via.u64 < 1 << 20 ? (int)a[0].via.u64 : -1;
   pid_t ospid = (pid_t)a[1].via.u64;
   char host[64];
   snprintf(host, sizeof host, "%.*s", (int)a[2].via.str.size, a[2].via.str.ptr);
@@ -339,16 +345,25 @@ static void admit(peer *p, uint32_t len) {
     distc__fingerprint_hex(distc__fingerprint(), mine);
     distc__fingerprint_hex(fp, theirs);
     code = DISTC_EFINGERPRINT;
-    snprintf(why, sizeof why,
-             "worker %d (pid %d on %s) runs a different binary than the "
-             "master (build %s, master %s): every process must run the same "
-             "executable; rebuild and copy it, or fix --exename",
-             index >= 0 ? DISTC_INDEX_TO_ID(index) : -1, (int)ospid, host,
-             theirs, mine);
+    if (joiner)
+      snprintf(why, sizeof why,
+               "a joining worker (pid %d on %s) runs a different binary "
+               "than the master (build %s, master %s): every process must "
+               "run the same executable; start the master's program",
+               (int)ospid, host, theirs, mine);
+    else
+      snprintf(why, sizeof why,
+               "worker %d (pid %d on %s) runs a different binary than the "
+               "master (build %s, master %s): every process must run the "
+               "same executable; rebuild and copy it, or fix --exename",
+               index >= 0 ? DISTC_INDEX_TO_ID(index) : -1, (int)ospid, host,
+               theirs, mine);
   }
   distc__dec_close(&d);
 
   pthread_mutex_lock(&C->lock);
+  if (joiner && !why[0])
+    index = C->next_index++;
   int id = index >= 0 ? DISTC_INDEX_TO_ID(index) : -1;
   if (!why[0] && (index < 0 || index >= C->next_index))
     snprintf(why, sizeof why, "worker index %d was not launched by this run",
@@ -361,9 +376,12 @@ static void admit(peer *p, uint32_t len) {
   if (!why[0] && !(c = distc__conn_new(p->fd)))
     snprintf(why, sizeof why, "out of memory");
   if (why[0]) {
-    free(C->refused);
-    C->refused = strdup(why);
-    C->refused_code = code;
+    /* A refused joiner fails nobody's start-up: the master keeps serving. */
+    if (!joiner) {
+      free(C->refused);
+      C->refused = strdup(why);
+      C->refused_code = code;
+    }
     pthread_cond_broadcast(&C->changed);
     pthread_mutex_unlock(&C->lock);
     distc__log(DISTC__LOG_ERROR, "refused a worker: %s", why);
@@ -419,6 +437,7 @@ static void admit(peer *p, uint32_t len) {
   C->nids++;
   pthread_cond_broadcast(&C->changed);
   pthread_mutex_unlock(&C->lock);
+  distc__members_note(id, true);
 
   /* From now on the worker's socket is read through conn_epfd. */
   uv_poll_stop(&p->poll);
@@ -497,16 +516,15 @@ drop:
   peer_close(p);
 }
 
-static void on_listen(uv_poll_t *h, int status, int events);
-
 static void listeners(bool on) {
   distc__cluster *C = &distc__C;
   uv_poll_t *ls[] = {&C->listen_poll, C->local_fd >= 0 ? &C->local_poll : NULL,
-                     remote_polling ? &C->remote_poll : NULL};
+                     remote_polling ? &C->remote_poll : NULL,
+                     distc__join_poll()};
   for (size_t i = 0; i < DISTC__ARRAY_LEN(ls); i++)
     if (ls[i]) {
       if (on)
-        uv_poll_start(ls[i], UV_READABLE, on_listen);
+        uv_poll_start(ls[i], UV_READABLE, distc__master_on_listen);
       else
         uv_poll_stop(ls[i]);
     }
@@ -531,7 +549,7 @@ static void pause_accepting(int ms) {
 
 #define ACCEPT_BATCH 32 /* per wake-up, so handshakes get turns */
 
-static void on_listen(uv_poll_t *h, int status, int events) {
+void distc__master_on_listen(uv_poll_t *h, int status, int events) {
   (void)events;
   distc__cluster *C = &distc__C;
   int lfd;
@@ -615,10 +633,12 @@ static void on_wake(uv_async_t *a) {
     if (uv_poll_init(&C->loop, &C->remote_poll, C->remote_fd) == 0) {
       remote_polling = true;
       if (!accept_paused)
-        uv_poll_start(&C->remote_poll, UV_READABLE, on_listen);
+        uv_poll_start(&C->remote_poll, UV_READABLE, distc__master_on_listen);
     }
   }
   pthread_mutex_unlock(&C->lock);
+  if (!stopping)
+    distc__join_on_wake(&C->loop);
   if (stopping)
     uv_walk(&distc__C.loop, close_walk, NULL);
 }
@@ -971,10 +991,15 @@ int distc__master_init(void) {
   }
   if (C->local_fd >= 0)
     distc__set_nonblock(C->local_fd, true);
+  if ((rc = distc__join_adopt()) < 0)
+    goto fail;
+  int min_workers = env_int(DISTC_ENV_MIN_WORKERS, -1);
   const char *ours[] = {DISTC_ENV_ROLE, DISTC_ENV_SECRET_FD, DISTC_ENV_LISTEN_FD,
                         DISTC_ENV_NWORKERS, DISTC_ENV_CONTROL_FD,
                         DISTC_ENV_TIMEOUT, DISTC_ENV_PARENT,
-                        DISTC_ENV_LISTEN_LOCAL_FD};
+                        DISTC_ENV_LISTEN_LOCAL_FD, DISTC_ENV_JOIN_FD,
+                        DISTC_ENV_JOIN_ADDR, DISTC_ENV_JOIN_KEY_FILE,
+                        DISTC_ENV_MIN_WORKERS};
   for (size_t i = 0; i < DISTC__ARRAY_LEN(ours); i++)
     unsetenv(ours[i]);
   if (control_fd >= 0)
@@ -986,14 +1011,14 @@ int distc__master_init(void) {
   if (conn_epfd < 0 || uv_loop_init(&C->loop) ||
       uv_async_init(&C->loop, &C->wake, on_wake) ||
       uv_poll_init(&C->loop, &C->listen_poll, C->listen_fd) ||
-      uv_poll_start(&C->listen_poll, UV_READABLE, on_listen) ||
+      uv_poll_start(&C->listen_poll, UV_READABLE, distc__master_on_listen) ||
       uv_poll_init(&C->loop, &conn_poll, conn_epfd) ||
       uv_poll_start(&conn_poll, UV_READABLE, on_workers_io) ||
       uv_timer_init(&C->loop, &live_timer) ||
       uv_timer_init(&C->loop, &accept_timer) ||
       (C->local_fd >= 0 &&
        (uv_poll_init(&C->loop, &C->local_poll, C->local_fd) ||
-        uv_poll_start(&C->local_poll, UV_READABLE, on_listen)))) {
+        uv_poll_start(&C->local_poll, UV_READABLE, distc__master_on_listen)))) {
     rc = distc__seterr(DISTC_EIO, "cannot set up the event loop");
     goto fail;
   }
@@ -1012,8 +1037,17 @@ int distc__master_init(void) {
   C->io_running = true;
   C->initialised = true;
   atexit(at_exit);
+  uv_async_send(&C->wake); /* polls the door, if distc-launch opened one */
 
-  rc = await_workers(0, nworkers, distc__now() + timeout * 1e9, NULL, NULL);
+  /* --min-workers: start once that many are present, launched or joined;
+   * the rest keep joining. */
+  if (min_workers >= 0) {
+    rc = distc_wait_workers(min_workers, timeout);
+    if (rc >= 0)
+      rc = 0;
+  } else {
+    rc = await_workers(0, nworkers, distc__now() + timeout * 1e9, NULL, NULL);
+  }
   if (rc < 0) {
     report("fail", distc_errmsg());
     return rc;
@@ -1273,6 +1307,7 @@ static int remove_workers(const int *ids, int n) {
 
 int distc__master_finalize(void) {
   distc__cluster *C = &distc__C;
+  distc__join_stop();
   /* Every worker, however many: the count first, then room for them (one
    * may join in between; distc_workers never writes past max). */
   int n = C->nids ? distc_workers(NULL, 0) : 0;
@@ -1300,6 +1335,7 @@ int distc__master_finalize(void) {
     C->io_running = false;
     uv_loop_close(&C->loop);
   }
+  distc__join_close();
   if (conn_epfd >= 0)
     close(conn_epfd);
   conn_epfd = -1;

@@ -100,6 +100,8 @@ typedef struct map {
   uint64_t *failed_on;     /* by index, with attempts: slots (bit s % 64)
                               that failed the item */
   int rr;                  /* the slot that takes the next tie */
+  bool elastic;            /* workers that join mid-map take part */
+  unsigned gen;            /* distc__members_gen() when last looked */
 
   double t_item;           /* ns per item on a worker; 0: not measured */
   size_t largest;          /* largest batch measured */
@@ -649,6 +651,7 @@ static int list_ids(const map *m, int **ids) {
 /* Picks the participating processes. */
 static int open_slots(map *m) {
   int *ids = NULL, n;
+  m->gen = distc__members_gen(); /* before the list: see take_newcomers */
   if (m->o.local || !distc__C.is_master) {
     n = 1;
     if ((ids = malloc(sizeof *ids)) == NULL)
@@ -677,7 +680,58 @@ static int open_slots(map *m) {
   free(ids);
   m->nslots = m->nlive = n;
   m->rr = n ? atomic_load(&next_rr) % n : 0;
+  m->elastic = !m->o.local && distc__C.is_master &&
+               (!m->o.pool || distc__pool_follows(m->o.pool));
   return 0;
+}
+
+/* Gives a slot to every worker that joined since the last look, for a map
+ * over every worker or a default pool (Julia's default_worker_pool takes
+ * in workers an ElasticManager adds).  Slots are only ever appended, so
+ * the indices tasks and retries hold stay valid; ids are never reused, so
+ * a slot that closed never comes back. */
+static void take_newcomers(map *m) {
+  unsigned g = distc__members_gen();
+  if (!m->elastic || g == m->gen)
+    return;
+  m->gen = g;
+  int room = distc_workers(NULL, 0) + 1;
+  int *ids = malloc(sizeof *ids * (size_t)room), n;
+  if (!ids)
+    return; /* the map goes on with the workers it has */
+  if (m->o.pool)
+    n = distc_pool_members(m->o.pool, ids, room);
+  else
+    n = distc_workers(ids, room);
+  if (n > room)
+    n = room;
+  for (int i = 0; i < n; i++) {
+    bool known = ids[i] == distc__C.myid;
+    for (int s = 0; s < m->nslots && !known; s++)
+      known = m->slots[s].pid == ids[i];
+    if (known)
+      continue;
+    distc__conn *c = distc__conn_get(ids[i]);
+    if (!c)
+      continue; /* left again already */
+    slot *sl = realloc(m->slots, sizeof *sl * (size_t)(m->nslots + 1));
+    if (sl)
+      m->slots = sl;
+    planned *pl = sl ? realloc(m->plan, sizeof *pl * (size_t)(m->nslots + 1) *
+                                            MAX_DEPTH)
+                     : NULL;
+    if (pl)
+      m->plan = pl;
+    if (!pl) {
+      distc__conn_unref(c);
+      break;
+    }
+    m->slots[m->nslots] = (slot){.pid = ids[i], .conn = c};
+    m->nslots++;
+    m->nlive++;
+    distc__log(DISTC__LOG_DEBUG, "pmap: worker %d joined the map", ids[i]);
+  }
+  free(ids);
 }
 
 static int busy_workers(const map *m) {
@@ -689,6 +743,7 @@ static int busy_workers(const map *m) {
 
 static void run(map *m) {
   while (m->ndone < m->n && !m->rc) {
+    take_newcomers(m);
     dispatch(m);
     if (m->rc)
       break;

@@ -30,6 +30,10 @@ struct distc_pool {
   int n, rr;
   held *held;           /* remotecall_pool futures still running */
   size_t nheld, capheld;
+  /* The default pool: its members are distc_workers(), re-read whenever a
+   * worker joined since the last look (gen). */
+  bool follows;
+  unsigned gen;
 };
 
 static bool alive(int id) {
@@ -47,8 +51,40 @@ static int index_of(const distc_pool *p, int id) {
   return -1;
 }
 
+/* Under mu: takes in the workers that joined since the last look (a
+ * default pool), keeping the busy counts of those already in. */
+static void follow(distc_pool *p) {
+  unsigned g = distc__members_gen();
+  if (!p->follows || (g == p->gen && p->n > 0))
+    return;
+  int room = distc_workers(NULL, 0) + 1;
+  int *ids = malloc(sizeof *ids * (size_t)room);
+  int *busy = calloc((size_t)room, sizeof *busy);
+  if (!ids || !busy) {
+    free(ids);
+    free(busy);
+    return; /* keep the members we have; the next look tries again */
+  }
+  /* One that joins after g was read moves the generation again, so the
+   * next look takes it in even if there was no room for it now. */
+  int n = distc_workers(ids, room);
+  if (n > room)
+    n = room;
+  for (int i = 0; i < n; i++) {
+    int j = index_of(p, ids[i]);
+    busy[i] = j >= 0 ? p->busy[j] : 0;
+  }
+  free(p->ids);
+  free(p->busy);
+  p->ids = ids;
+  p->busy = busy;
+  p->n = n;
+  p->gen = g;
+}
+
 /* Under mu: frees members whose calls completed, then drops exited ones. */
 static void refresh(distc_pool *p) {
+  follow(p);
   for (size_t k = 0; k < p->nheld;) {
     held *h = &p->held[k];
     if (atomic_load_explicit(&h->f->state, memory_order_acquire) !=
@@ -78,9 +114,34 @@ static int cmp_int(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+bool distc__pool_follows(distc_pool *p) { return p && p->follows; }
+
 int distc_pool_new(const int *ids, int n, distc_pool **out) {
   if (out)
     *out = NULL;
+  if (out && !ids && n == 0) {
+    if (!distc__C.initialised || distc__C.finalised)
+      return distc__seterr(DISTC_ESTATE, "call distc_init() first");
+    if (!distc__C.is_master)
+      return distc__seterr(DISTC_ENOTMASTER,
+                           "distc_pool_new from worker %d: make the default "
+                           "pool on the master", distc__C.myid);
+    distc_pool *p = calloc(1, sizeof *p);
+    if (!p)
+      return distc__seterr(DISTC_ENOMEM, "out of memory");
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->freed, NULL);
+    p->follows = true;
+    pthread_mutex_lock(&p->mu);
+    follow(p);
+    pthread_mutex_unlock(&p->mu);
+    if (p->n == 0) {
+      distc_pool_free(p);
+      return distc__seterr(DISTC_ENOMEM, "out of memory");
+    }
+    *out = p;
+    return 0;
+  }
   if (!out || !ids || n < 1)
     return distc__seterr(DISTC_EINVAL, "distc_pool_new wants at least one "
                                        "process id and somewhere to put the "

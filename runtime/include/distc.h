@@ -155,6 +155,39 @@ typedef struct distc_peer_stats {
  * DISTC_ESTATE; *s is zeroed on failure. */
 DISTC_API int distc_stats(int pid, distc_peer_stats *s);
 
+/* ---- workers that join from outside (elastic join) ---------------------- */
+
+/* Where workers join: the address and the key file to give them. */
+typedef struct distc_join_info {
+  char addr[256];      /* "host:port": the joiner's DISTC_JOIN */
+  char key_file[4096]; /* path: the joiner's DISTC_JOIN_KEY */
+} distc_join_info;
+
+/* Master only.  Opens the door for workers started by anyone else (a shell
+ * loop, a batch job): listens on listen, "[ADDR:]PORT" (NULL: every
+ * address, a port the system picks), and writes the cluster's key to
+ * key_file (NULL: $HOME/.distc/join-HOST-PID.key), mode 0600, removed by
+ * distc_finalize.  A program run with DISTC_JOIN=info->addr and
+ * DISTC_JOIN_KEY=info->key_file in its environment then joins as the next
+ * worker id once it proves the key (the mutual handshake every worker
+ * runs) and runs the master's binary.  The published address is ADDR, or
+ * this host's name when listening on every address.  Under distc-launch
+ * --listen the door is already open: distc_listen(NULL, NULL, &info) fills
+ * info; other arguments then fail with DISTC_ESTATE.  info may be NULL. */
+DISTC_API int distc_listen(const char *listen, const char *key_file,
+                           distc_join_info *info);
+/* Master only.  Blocks until at least n workers are present or timeout_s
+ * seconds have passed; returns how many are present, or DISTC_ETIMEDOUT. */
+DISTC_API int distc_wait_workers(int n, double timeout_s);
+/* Called once for every worker that joins (joined 1) or leaves (joined 0,
+ * whether it exited, was removed or its job ended), in that order, on one
+ * of the master's service threads: it may make calls, but calls that wait
+ * on the worker that just joined hold up later events.  Registering
+ * replaces the previous callback; NULL stops.  Events from before
+ * registering are not replayed: read distc_workers() after it. */
+typedef void (*distc_members_fn)(int id, int joined, void *arg);
+DISTC_API int distc_on_members(distc_members_fn fn, void *arg);
+
 /* ---- values ------------------------------------------------------------ */
 
 typedef enum distc_type {
@@ -313,7 +346,10 @@ typedef struct distc_pool distc_pool;
 
 /* Creates a pool of the n processes in ids (live workers, or the master
  * itself; no duplicates).  *out receives the pool, freed with
- * distc_pool_free.  DISTC_ENOENT names an id that is not a live process. */
+ * distc_pool_free.  DISTC_ENOENT names an id that is not a live process.
+ * ids NULL and n 0 make the default pool: every worker present now and
+ * every one that joins later (the master while there is none), as pmap
+ * with no pool uses; pmap over it takes in workers that join mid-map. */
 DISTC_API int distc_pool_new(const int *ids, int n, distc_pool **out);
 /* Frees the pool.  Futures started through it stay valid.  NULL is fine. */
 DISTC_API void distc_pool_free(distc_pool *p);
@@ -352,7 +388,8 @@ typedef bool (*distc_pmap_retry_fn)(size_t index, int err, const char *msg,
  * every worker, automatic batches, fail on the first error, no retries,
  * a progress bar when stderr is a terminal. */
 typedef struct distc_pmap_opts {
-  distc_pool *pool;        /* NULL: every worker (the master when none) */
+  distc_pool *pool;        /* NULL: every worker (the master when none),
+                              workers that join mid-map included */
   size_t batch_size;       /* items per call; 0: automatic (batches sized so a
                               round trip is amortised, shrinking at the end) */
   /* A constant extra argument: fn receives [item, arg].  It is sent once to
