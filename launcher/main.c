@@ -130,7 +130,11 @@ int main(int argc, char **argv) {
     goto free_opts;
   }
   if (o.join != NULL) {
-    code = distc__join_run(&o);
+    /* The joining workers run here: their executable is checked here. */
+    if ((rc = distc__options_exe(&o, true)) != 0)
+      code = fail(rc == DISTC_EINVAL ? DISTC__EXIT_USAGE : DISTC__EXIT_FAILURE);
+    else
+      code = distc__join_run(&o);
     goto free_opts;
   }
   distc__trace_init(); /* --trace set DISTC_TRACE */

@@ -241,7 +241,8 @@ static void usage(FILE *f) {
   fputs(usage_tail, f);
 }
 
-/* Every option, the common ones and every registered half's, once each. */
+/* Every option, the common ones and every registered half's, each name
+ * once (two halves may take the same one, e.g. --master-addr). */
 void distc__options_list(FILE *f) {
   for (size_t i = 0; i < DISTC__ARRAY_LEN(opt_defs); i++) {
     const opt_def *d = &opt_defs[i];
@@ -257,7 +258,8 @@ void distc__options_list(FILE *f) {
       if (opts == NULL || seen_before(i, half, res))
         continue;
       for (size_t k = 0; opts[k].name; k++)
-        fprintf(f, "--%s%s\n", opts[k].name, opts[k].has_arg ? " ARG" : "");
+        if (distc__manager_option(opts[k].name) == &opts[k])
+          fprintf(f, "--%s%s\n", opts[k].name, opts[k].has_arg ? " ARG" : "");
     }
   }
 }
@@ -458,22 +460,6 @@ copied:
     return distc__seterr(DISTC_ENOMEM, "cannot resolve %s %s: %s", what, name,
                          strerror(errno ? errno : ENOMEM));
   return 0;
-}
-
-/* Whether every worker will run on other hosts: the manager that will be
- * chosen (named, implied by its options, or detected) is remote and -p
- * does not put workers here. */
-static bool workers_elsewhere(const distc__launch_opts *o) {
-  const char *names[64];
-  int n = 0;
-  for (int i = 0; i < o->nmopts && n < 64; i++)
-    names[n++] = o->mopts[i].name;
-  const char *why;
-  const distc__manager_def *d =
-      distc__manager_choose(o->manager, names, n, &why);
-  distc__clearerr(); /* an unknown name is reported when it is opened */
-  return d != NULL && d->resource->remote &&
-         (!o->procs_given || d->resource->spreads_procs);
 }
 
 static int apply(const opt_def *d, const char *v, distc__launch_opts *o,

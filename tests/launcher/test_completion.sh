@@ -33,7 +33,7 @@ check "-- offers --hostfile and --procs" \
   'case " $all " in *" --hostfile "*" --procs "*) true ;; *) false ;; esac'
 check "--manager offers the managers the launcher knows" \
   '[ "$(comp --manager "")" = "$("$launch" --list-managers | sort | tr "\n" " " | sed "s/ $//")" ]'
-check "--manager s offers ssh" '[ "$(comp --manager s)" = ssh ]'
+check "--manager s offers slurm and ssh" '[ "$(comp --manager s)" = "slurm ssh" ]'
 check "--manager=l offers local" '[ "$(comp --manager=l)" = local ]'
 check "-p offers auto" '[ "$(comp -p "")" = auto ]'
 
