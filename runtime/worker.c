@@ -261,7 +261,7 @@ static void on_output(uv_poll_t *h, int status, int events) {
   (void)h;
   (void)status;
   (void)events;
-  distc__output_drain(distc__C.master);
+  distc__output_forward(distc__C.master);
 }
 
 static void on_hangup(uv_poll_t *h, int status, int events) {
