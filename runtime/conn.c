@@ -19,19 +19,6 @@
 
 #define STAGE_SIZE 65536
 
-size_t distc__max_frame(void) {
-  static size_t limit;
-  if (!limit) {
-    const char *s = getenv("DISTC_MAX_FRAME");
-    char *end;
-    unsigned long long v = s ? strtoull(s, &end, 10) : 0;
-    limit = (s && *end == '\0' && v >= 1024 && v <= UINT32_MAX)
-                ? (size_t)v
-                : (size_t)1 << 30;
-  }
-  return limit;
-}
-
 int distc__set_nonblock(int fd, bool on) {
   int fl = fcntl(fd, F_GETFL);
   if (fl < 0)

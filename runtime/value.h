@@ -114,6 +114,10 @@ typedef struct distc__enc {
    * with process_vm_readv; lent says one was.  The sender must keep them
    * unchanged until the receiver says it is done (a RELEASE frame). */
   bool lend, lent;
+  /* Segment and lent bytes so far: with the msgpack part, they are held
+   * under distc__max_frame() while encoding (toobig: a write hit it). */
+  size_t data_bytes;
+  bool toobig;
 } distc__enc;
 #define DISTC__LEND_MIN ((size_t)1 << 20)
 
@@ -142,6 +146,7 @@ typedef struct distc__dec {
   uint64_t *seglen;
   msgpack_unpacked up; /* the unpacked msgpack part */
   int lender;          /* pid whose lent arrays may be read, 0: none */
+  size_t lent_bytes;   /* read so far: held under distc__max_frame() too */
 } distc__dec;
 
 int distc__dec_open(distc__dec *d, const char *payload, size_t len);

@@ -91,6 +91,19 @@ DISTC_FUNCTION(put) {
   return distc_nil();
 }
 
+/* [bytes, as_bytes]: an array of that many bytes, or a bytes value. */
+DISTC_FUNCTION(big) {
+  (void)ctx;
+  size_t n = (size_t)distc_value_int(distc_list_at(args, 0));
+  if (distc_value_bool(distc_list_at(args, 1))) {
+    char *p = calloc(1, n);
+    distc_value *v = p ? distc_bytes(p, n) : NULL;
+    free(p);
+    return v ? v : distc_fail(ctx, "out of memory");
+  }
+  return distc_array(DISTC_U8, 1, (size_t[]){n});
+}
+
 /* ---- cases ---- */
 
 /* Runs fn(args) on worker 2 with the master's stdout sent to path; returns
@@ -177,6 +190,55 @@ static void case_long_line(void) {
   free(out);
 }
 
+/* Run with DISTC_MAX_FRAME=4194304: whatever the path, a value over the
+ * limit fails with DISTC_ETOOBIG before it is encoded or copied — the
+ * master's peak memory shows whether it was. */
+static void case_frame_limit(void) {
+  const size_t limit = 4 << 20;
+  /* An argument over the limit: refused before it is encoded. */
+  char *p = calloc(1, limit + 1);
+  distc_value *arg = distc_listv(1, distc_bytes(p, limit + 1));
+  free(p);
+  long hwm0 = status_kib("VmHWM");
+  double t0 = now_s();
+  distc_future *f = NULL;
+  int rc = distc_remotecall(2, "noop", arg, &f);
+  distc_future_free(f);
+  long grew = status_kib("VmHWM") - hwm0;
+  CHECK(rc == DISTC_ETOOBIG && strstr(distc_errmsg(), "frame limit"),
+        "an argument of limit+1 bytes: %d %s", rc, distc_errmsg());
+  CHECK(grew < 1024, "refused before encoding: peak grew by %ld KiB", grew);
+  distc_value_free(arg);
+
+  /* Results over the limit, from a same-host worker: the array would be
+   * lent (copied out of the worker's memory, no frame at all), the bytes
+   * value sent; both are refused, neither reaches the master. */
+  for (int as_bytes = 0; as_bytes <= 1; as_bytes++) {
+    distc_value *a = distc_listv(2, distc_int(4 * (int64_t)limit),
+                                 distc_bool(as_bytes));
+    distc_value *v = NULL;
+    hwm0 = status_kib("VmHWM");
+    double t1 = now_s();
+    rc = distc_remotecall_fetch(2, "big", a, &v);
+    grew = status_kib("VmHWM") - hwm0;
+    CHECK(rc == DISTC_ETOOBIG && strstr(distc_errmsg(), "frame limit") &&
+              v == NULL,
+          "%s result of 4x the limit: %d %s", as_bytes ? "a bytes" : "an array",
+          rc, distc_errmsg());
+    CHECK(grew < 1024, "nothing of it copied: peak grew by %ld KiB", grew);
+    CHECK(now_s() - t1 < 5, "refused quickly (%.2f s)", now_s() - t1);
+    distc_value_free(a);
+  }
+  /* Under the limit, the same paths still work. */
+  distc_value *a = distc_listv(2, distc_int((int64_t)limit / 2), distc_bool(0));
+  distc_value *v = NULL;
+  OK(distc_remotecall_fetch(2, "big", a, &v));
+  CHECK(v && distc_array_len(v) == limit / 2, "an array of half the limit");
+  distc_value_free(v);
+  distc_value_free(a);
+  printf("frame limit cases: %.2f s\n", now_s() - t0);
+}
+
 /* 200k calls and 20k futures freed before their answer came: nothing
  * grows, on the master or the worker. */
 static void case_soak(void) {
@@ -229,6 +291,8 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(name, "long-line"))
     case_long_line();
+  else if (!strcmp(name, "frame-limit"))
+    case_frame_limit();
   else if (!strcmp(name, "soak"))
     case_soak();
   else {
