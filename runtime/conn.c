@@ -393,9 +393,10 @@ void distc__conn_fail_pending(distc__conn *c) {
       return;
     char *msg = NULL;
     if (asprintf(&msg,
-                 "On worker %d: process exited (pid %d on %s) before the "
-                 "call completed",
-                 c->id, (int)c->ospid, c->host) < 0)
+                 "On worker %d: process %s (pid %d on %s) before the call "
+                 "completed",
+                 c->id, c->departure[0] ? c->departure : "exited",
+                 (int)c->ospid, c->host) < 0)
       msg = NULL;
     distc__future_complete(f, DISTC_EPROCEXIT, NULL, msg);
     distc__future_unref(f);

@@ -29,7 +29,8 @@ enum {
   DISTC__F_WELCOME,     /* master -> worker: [id, [worker ids], cma] */
   DISTC__F_REFUSE,      /* master -> worker: [message] */
   DISTC__F_RELEASE,     /* master -> worker: done reading call id's lent arrays */
-  DISTC__F_LAST = DISTC__F_RELEASE
+  DISTC__F_DEPART,      /* worker -> master: how it is exiting (text), its last */
+  DISTC__F_LAST = DISTC__F_DEPART
 };
 #define DISTC__F_NORESULT 1 /* CALL flag: remote_do, send nothing back */
 #define DISTC__F_WHERE 2    /* ERROR flag: the message names the process */
@@ -98,6 +99,7 @@ typedef struct distc__conn {
   char *linebuf;         /* master: partial output line of this worker, */
   size_t linelen;        /* DISTC__LINE_CAP bytes at most (output.c) */
   bool linecr;           /* its last line ended with '\r' */
+  char departure[128];   /* master: the worker's DEPART text, or "" */
   atomic_bool lost;      /* master: membership already updated */
   /* Same host and process_vm_readv works between us (probed at the
    * handshake): the worker lends large results instead of sending them. */
@@ -209,6 +211,10 @@ void distc__future_unref(distc_future *f);
  * this thread if f is already complete. */
 void distc__future_on_done(distc_future *f,
                            void (*cb)(distc_future *f, void *arg), void *arg);
+
+/* ---- depart.c ---- */
+/* Worker: report a fatal signal or exit() to the master over c (once). */
+void distc__depart_init(distc__conn *c);
 
 /* ---- output.c ---- */
 /* The longest partial line of a worker's output the master keeps. */

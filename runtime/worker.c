@@ -330,6 +330,7 @@ int distc__worker_main(void) {
   C->master->cma = cma;
   if (distc__output_capture() < 0)
     die("%s", distc_errmsg());
+  distc__depart_init(C->master);
 
   uv_loop_init(&wloop);
   uv_poll_init(&wloop, &out_poll, distc__output_fd());

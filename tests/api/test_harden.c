@@ -104,6 +104,22 @@ DISTC_FUNCTION(big) {
   return distc_array(DISTC_U8, 1, (size_t[]){n});
 }
 
+/* [how]: leaves in the middle of the call. */
+DISTC_FUNCTION(leave) {
+  (void)ctx;
+  const char *how = distc_value_str(distc_list_at(args, 0), NULL);
+  fflush(stdout);
+  if (!strcmp(how, "segv"))
+    raise(SIGSEGV);
+  else if (!strcmp(how, "abort"))
+    abort();
+  else if (!strcmp(how, "exit3"))
+    exit(3);
+  else if (!strcmp(how, "kill"))
+    raise(SIGKILL);
+  return distc_nil();
+}
+
 /* ---- cases ---- */
 
 /* Runs fn(args) on worker 2 with the master's stdout sent to path; returns
@@ -239,6 +255,24 @@ static void case_frame_limit(void) {
   printf("frame limit cases: %.2f s\n", now_s() - t0);
 }
 
+/* A worker leaving inside a call (argv[2]: segv, abort, exit3, kill): the
+ * call's error says how; the launcher's stderr too (test_departures.sh). */
+static void case_depart(const char *how, const char *want) {
+  distc_value *a = distc_listv(1, distc_string(how));
+  int rc = distc_remotecall_wait(2, "leave", a);
+  distc_value_free(a);
+  CHECK(rc == DISTC_EPROCEXIT && strstr(distc_errmsg(), "On worker 2:") &&
+            strstr(distc_errmsg(), want),
+        "%s: %d '%s' (wanted '%s')", how, rc, distc_errmsg(), want);
+  printf("errmsg: %s\n", distc_errmsg());
+  /* The others carry on. */
+  distc_value *v = NULL;
+  OK(distc_remotecall_fetch(3, "noop", NULL, &v));
+  distc_value_free(v);
+  /* Give the launcher its moment to report before the run ends. */
+  usleep(300000);
+}
+
 /* 200k calls and 20k futures freed before their answer came: nothing
  * grows, on the master or the worker. */
 static void case_soak(void) {
@@ -293,6 +327,8 @@ int main(int argc, char **argv) {
     case_long_line();
   else if (!strcmp(name, "frame-limit"))
     case_frame_limit();
+  else if (!strcmp(name, "depart") && argc > 3)
+    case_depart(argv[2], argv[3]);
   else if (!strcmp(name, "soak"))
     case_soak();
   else {
