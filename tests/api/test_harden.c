@@ -120,6 +120,26 @@ DISTC_FUNCTION(leave) {
   return distc_nil();
 }
 
+/* How many of this process's descriptors lead to path. */
+static int fds_to(const char *path) {
+  int n = 0;
+  for (int fd = 0; fd < 1024; fd++) {
+    char link[64], target[4096];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t k = readlink(link, target, sizeof target - 1);
+    if (k <= 0)
+      continue;
+    target[k] = '\0';
+    n += strcmp(target, path) == 0;
+  }
+  return n;
+}
+
+DISTC_FUNCTION(count_fds_to) {
+  (void)ctx;
+  return distc_int(fds_to(distc_value_str(distc_list_at(args, 0), NULL)));
+}
+
 /* ---- cases ---- */
 
 /* Runs fn(args) on worker 2 with the master's stdout sent to path; returns
@@ -273,6 +293,22 @@ static void case_depart(const char *how, const char *want) {
   usleep(300000);
 }
 
+/* argv[2]: a file the launcher was started with open (test_harden.sh): no
+ * descriptor of it reaches the master or a worker. */
+static void case_fds(const char *path) {
+  CHECK(fds_to(path) == 0, "the master has %d descriptors of %s", fds_to(path),
+        path);
+  int ids[8], n = distc_workers(ids, 8);
+  for (int i = 0; i < n; i++) {
+    distc_value *a = distc_listv(1, distc_string(path)), *v = NULL;
+    OK(distc_remotecall_fetch(ids[i], "count_fds_to", a, &v));
+    CHECK(v && distc_value_int(v) == 0, "worker %d has %lld descriptors of %s",
+          ids[i], v ? (long long)distc_value_int(v) : -1LL, path);
+    distc_value_free(v);
+    distc_value_free(a);
+  }
+}
+
 /* 200k calls and 20k futures freed before their answer came: nothing
  * grows, on the master or the worker. */
 static void case_soak(void) {
@@ -329,6 +365,8 @@ int main(int argc, char **argv) {
     case_frame_limit();
   else if (!strcmp(name, "depart") && argc > 3)
     case_depart(argv[2], argv[3]);
+  else if (!strcmp(name, "fds") && argc > 2)
+    case_fds(argv[2]);
   else if (!strcmp(name, "soak"))
     case_soak();
   else {
