@@ -10,6 +10,7 @@ packages=(
   libssh-dev                                         # the ssh manager
   openssh-server openssh-client iproute2 nftables    # its test hosts (tests/ssh)
   libopenblas-dev liblapacke-dev                     # contrib/svd, datamove
+  clang-14 libclang-rt-14-dev                        # tests/fuzz (libFuzzer)
 )
 apt-get update -qq >/dev/null
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
