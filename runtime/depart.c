@@ -25,6 +25,9 @@ static const int fatal[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGSYS};
 
 /* Written once by distc__depart_init before any handler can run. */
 static distc__conn *conn;
+/* A child a function forked shares the socket but not the lock: only the
+ * worker itself may write on it. */
+static pid_t worker_pid;
 static char sig_text[DISTC__ARRAY_LEN(fatal)][96];
 static struct sigaction old_act[DISTC__ARRAY_LEN(fatal)];
 
@@ -33,7 +36,8 @@ static struct sigaction old_act[DISTC__ARRAY_LEN(fatal)];
 static void send_departure(const char *text) {
   size_t n = strlen(text);
   unsigned char frame[DISTC__HDR_LEN + 128];
-  if (!conn || conn->fd < 0 || n > sizeof frame - DISTC__HDR_LEN)
+  if (!conn || conn->fd < 0 || n > sizeof frame - DISTC__HDR_LEN ||
+      getpid() != worker_pid)
     return;
   memset(frame, 0, DISTC__HDR_LEN);
   for (int i = 0; i < 4; i++)
@@ -88,6 +92,7 @@ static void on_exit_hook(int status, void *arg) {
 
 void distc__depart_init(distc__conn *c) {
   conn = c;
+  worker_pid = getpid();
   for (size_t i = 0; i < DISTC__ARRAY_LEN(fatal); i++) {
     snprintf(sig_text[i], sizeof sig_text[i], "exited with signal %d (%s)",
              fatal[i], strsignal(fatal[i]));
