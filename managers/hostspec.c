@@ -484,14 +484,27 @@ static int read_hostfile(const char *path, char **buf, size_t *len) {
                            : "is not a regular file");
     goto close_fd;
   }
-  *buf = malloc(HOSTFILE_MAX + 1);
+  /* Room for what fstat says and one byte more, to see it has not grown;
+   * if it has, room up to the limit. */
+  size_t cap = (uint64_t)st.st_size < HOSTFILE_MAX ? (size_t)st.st_size + 2
+                                                   : HOSTFILE_MAX + 2;
+  *buf = malloc(cap);
   if (!*buf) {
     rc = distc__seterr(DISTC_ENOMEM, "out of memory reading the hosts");
     goto close_fd;
   }
   size_t have = 0;
   for (;;) {
-    ssize_t r = read(fd, *buf + have, HOSTFILE_MAX + 1 - have);
+    if (have == cap - 1 && cap < HOSTFILE_MAX + 2) {
+      char *more = realloc(*buf, HOSTFILE_MAX + 2);
+      if (!more) {
+        rc = distc__seterr(DISTC_ENOMEM, "out of memory reading the hosts");
+        break;
+      }
+      *buf = more;
+      cap = HOSTFILE_MAX + 2;
+    }
+    ssize_t r = read(fd, *buf + have, cap - 1 - have);
     if (r < 0 && errno == EINTR)
       continue;
     if (r < 0) {
