@@ -98,7 +98,7 @@ static int enc_write(void *data, const char *buf, size_t len) {
   msgpack_sbuffer *sb = &e->sb;
   /* Stop at the frame limit rather than after encoding the whole value. */
   if (len > distc__max_frame() - e->data_bytes - sb->size) {
-    e->toobig = true;
+    e->toobig = e->data_bytes + sb->size + len;
     return -1;
   }
   if (len > sb->alloc - sb->size) {
@@ -143,7 +143,7 @@ static int enc_toobig(size_t bytes) {
 /* A packer write failed: the frame limit (enc_write says which) or memory. */
 static int enc_nomem(const distc__enc *e) {
   if (e->toobig)
-    return enc_toobig(e->sb.size + e->data_bytes);
+    return enc_toobig(e->toobig);
   return distc__seterr(DISTC_ENOMEM, "out of memory encoding a value");
 }
 

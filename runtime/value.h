@@ -115,9 +115,10 @@ typedef struct distc__enc {
    * unchanged until the receiver says it is done (a RELEASE frame). */
   bool lend, lent;
   /* Segment and lent bytes so far: with the msgpack part, they are held
-   * under distc__max_frame() while encoding (toobig: a write hit it). */
+   * under distc__max_frame() while encoding.  toobig: the size a write
+   * would have made it, past the limit (0: none did). */
   size_t data_bytes;
-  bool toobig;
+  size_t toobig;
 } distc__enc;
 #define DISTC__LEND_MIN ((size_t)1 << 20)
 
