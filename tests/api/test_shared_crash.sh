@@ -23,6 +23,9 @@ wait_clean() {
 # mapping the master reported) and BEFORE (the run's names in /dev/shm just
 # before the kill).
 crash() {
+  # The background job truncates out only once it runs: without the rm,
+  # wait_for could still see the previous case's "ready".
+  rm -f "$tmp/out" "$tmp/err"
   "$LAUNCH" -p 2 "$PROG" "$1" >"$tmp/out" 2>"$tmp/err" &
   LPID=$!
   if ! wait_for '^ready' 150 "$tmp/out"; then
