@@ -231,11 +231,9 @@ static int map_open(shmap *m, const char *name, const char *path,
   }
   /* A file of the user's is theirs to share wider; one we create holds
    * this run's data, so only its owner reads it. */
-  if (fd >= 0)
-    ;
-  else if (path)
+  if (!memfd && path)
     fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
-  else
+  else if (!memfd)
     fd = shm_open(name, O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0),
                   0600);
   if (fd < 0)
