@@ -6,6 +6,7 @@
 #include <distc.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,8 +129,11 @@ DISTC_FUNCTION(leave) {
   (void)ctx;
   const char *how = distc_value_str(distc_list_at(args, 0), NULL);
   fflush(stdout);
-  if (!strcmp(how, "segv"))
-    raise(SIGSEGV);
+  if (!strcmp(how, "segv")) {
+    /* A real fault (not NULL, which UBSan would catch first). */
+    volatile uintptr_t bad = 64;
+    *(volatile int *)bad = 1;
+  }
   else if (!strcmp(how, "abort"))
     abort();
   else if (!strcmp(how, "exit3"))
