@@ -12,6 +12,7 @@ packages=(
   libslurm-dev slurm-client                          # the slurm manager
   slurm-wlm slurmctld slurmd munge slurm-wlm-torque  # its test cluster (tests/slurm)
   libopenblas-dev liblapacke-dev                     # contrib/svd, datamove
+  clang-14 libclang-rt-14-dev                        # tests/fuzz (libFuzzer)
 )
 apt-get update -qq >/dev/null
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null

@@ -5,7 +5,9 @@
  * on.  Our copy is closed so that a worker dialing a dead master is refused
  * at once instead of waiting in the backlog until its timeout. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +24,28 @@
 
 /* At least this many pending connections: every worker dials at once. */
 #define LISTEN_BACKLOG (SOMAXCONN > 1024 ? SOMAXCONN : 1024)
+
+/* Descriptors we inherited (a shell's redirections, a parent's pipes) are
+ * not the program's: they must not reach the master or the workers, as
+ * distc-launch(1) promises.  Marked close-on-exec rather than closed, so
+ * a library of ours that was handed one keeps it. */
+static void cloexec_inherited(void) {
+#ifdef CLOSE_RANGE_CLOEXEC
+  if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+    return;
+#endif
+  DIR *d = opendir("/proc/self/fd");
+  if (!d)
+    return;
+  int self = dirfd(d);
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    int fd = atoi(e->d_name);
+    if (fd > 2 && fd != self)
+      fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
+  }
+  closedir(d);
+}
 
 static int fill_secret(unsigned char *secret) {
   size_t off = 0;
@@ -114,6 +138,7 @@ int main(int argc, char **argv) {
   int code, rc;
 
   distc__log_setname("distc-launch");
+  cloexec_inherited();
   /* Hidden, for the shell completion (contrib/distc-launch.bash): what
    * the launcher takes, from the tables it parses with. */
   if (argc == 2 && strcmp(argv[1], "--list-options") == 0) {

@@ -150,8 +150,40 @@ static void describe(char *buf, size_t len, int status) {
     snprintf(buf, len, "ended with wait status 0x%x", (unsigned)status);
 }
 
+/* A worker that leaves while the program runs, other than by exiting 0, is
+ * news: say how, as Julia tags a worker's output ("From worker 3:"). */
+static void reap_master(run *r);
+
+static void report_departure(run *r, int index, int status) {
+  if (!r->ready || r->tearing_down || r->master_done || status == 0)
+    return;
+  /* Workers exit when their master does, and may be reaped a moment
+   * before it: that is no news. */
+  struct timespec tick = {0, 5 * 1000 * 1000};
+  for (int i = 0; i < 10 && !r->master_done; i++) {
+    reap_master(r);
+    if (!r->master_done)
+      nanosleep(&tick, NULL);
+  }
+  if (r->master_done)
+    return;
+  char what[128];
+  if (status == -1)
+    snprintf(what, sizeof what, "exited (status unknown)");
+  else if (WIFEXITED(status))
+    snprintf(what, sizeof what, "exited with status %d", WEXITSTATUS(status));
+  else if (WIFSIGNALED(status))
+    snprintf(what, sizeof what, "exited with signal %d (%s)%s",
+             WTERMSIG(status), strsignal(WTERMSIG(status)),
+             WCOREDUMP(status) ? ", core dumped" : "");
+  else
+    return;
+  fprintf(stderr, "From worker %d: %s\n", DISTC_INDEX_TO_ID(index), what);
+}
+
 static void on_worker_exit(void *arg, int index, pid_t pid, int status) {
   run *r = arg;
+  report_departure(r, index, status);
   if (r->sv->verbose) {
     char what[128];
     describe(what, sizeof what, status);

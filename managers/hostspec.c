@@ -4,9 +4,12 @@
  * number of workers somewhere, so anything outside the grammar is an error
  * that quotes the entry and shows what is allowed. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "hostspec.h"
@@ -453,29 +456,106 @@ fail:
   return rc;
 }
 
-int distc__hosts_parse_file(const char *path, distc_host **hosts, int *n) {
-  FILE *f = fopen(path, "re");
-  if (f == NULL)
+/* A host file is a short list; anything bigger is not one. */
+#define HOSTFILE_MAX ((size_t)1 << 20)
+
+/* Reads a whole host file into *buf (NUL-terminated).  Only a regular file
+ * is read, and at most HOSTFILE_MAX bytes of it: /dev/zero or a FIFO nobody
+ * writes to must not hang the launcher.  Every failure is DISTC_EINVAL, the
+ * usage error a missing file gives too. */
+static int read_hostfile(const char *path, char **buf, size_t *len) {
+  int rc = 0;
+  /* O_NONBLOCK: opening a FIFO would otherwise wait for a writer. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0)
     return distc__seterr(DISTC_EINVAL, "--hostfile %s: %s; give a readable "
                                        "file with one host per line",
                          path, strerror(errno));
-  char *line = NULL;
-  size_t cap = 0;
-  int rc = 0, lineno = 0, before = *n;
-  while (rc == 0 && getline(&line, &cap, f) >= 0) {
+  struct stat st = {0};
+  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    rc = distc__seterr(DISTC_EINVAL,
+                       "--hostfile %s: %s; give a regular file with one host "
+                       "per line",
+                       path,
+                       S_ISDIR(st.st_mode)    ? "is a directory"
+                       : S_ISFIFO(st.st_mode) ? "is a FIFO, not a regular file"
+                       : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)
+                           ? "is a device, not a regular file"
+                           : "is not a regular file");
+    goto close_fd;
+  }
+  /* Room for what fstat says and one byte more, to see it has not grown;
+   * if it has, room up to the limit. */
+  size_t cap = (uint64_t)st.st_size < HOSTFILE_MAX ? (size_t)st.st_size + 2
+                                                   : HOSTFILE_MAX + 2;
+  *buf = malloc(cap);
+  if (!*buf) {
+    rc = distc__seterr(DISTC_ENOMEM, "out of memory reading the hosts");
+    goto close_fd;
+  }
+  size_t have = 0;
+  for (;;) {
+    if (have == cap - 1 && cap < HOSTFILE_MAX + 2) {
+      char *more = realloc(*buf, HOSTFILE_MAX + 2);
+      if (!more) {
+        rc = distc__seterr(DISTC_ENOMEM, "out of memory reading the hosts");
+        break;
+      }
+      *buf = more;
+      cap = HOSTFILE_MAX + 2;
+    }
+    ssize_t r = read(fd, *buf + have, cap - 1 - have);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0) {
+      rc = distc__seterr(DISTC_EIO, "--hostfile %s: read error: %s", path,
+                         strerror(errno));
+      break;
+    }
+    if (r == 0)
+      break;
+    have += (size_t)r;
+    if (have > HOSTFILE_MAX) {
+      rc = distc__seterr(DISTC_EINVAL,
+                         "--hostfile %s: larger than %zu bytes, too large for "
+                         "a host list; give a file with one host per line",
+                         path, HOSTFILE_MAX);
+      break;
+    }
+  }
+  if (rc < 0) {
+    free(*buf);
+    *buf = NULL;
+  } else {
+    (*buf)[have] = '\0';
+    *len = have;
+  }
+close_fd:
+  close(fd);
+  return rc;
+}
+
+int distc__hosts_parse_file(const char *path, distc_host **hosts, int *n) {
+  char *text = NULL;
+  size_t len = 0;
+  int rc = read_hostfile(path, &text, &len);
+  if (rc < 0)
+    return rc;
+  int lineno = 0, before = *n;
+  for (size_t off = 0; rc == 0 && off < len;) {
+    char *line = text + off, *nl = memchr(line, '\n', len - off);
+    size_t k = nl ? (size_t)(nl - line) : len - off;
+    line[k] = '\0'; /* the newline, or the buffer's terminator */
+    off += k + 1;
     char where[512];
     snprintf(where, sizeof where, "%s:%d", path, ++lineno);
     rc = parse_line(where, line, hosts, n);
   }
-  if (rc == 0 && ferror(f))
-    rc = distc__seterr(DISTC_EIO, "--hostfile %s: read error: %s", path,
-                       strerror(errno));
   if (rc == 0 && *n == before)
     rc = distc__seterr(DISTC_EINVAL,
                        "--hostfile %s: lists no host; write one host per "
                        "line, e.g. node1 slots=4",
                        path);
-  free(line);
-  fclose(f);
+  free(text);
   return rc;
 }

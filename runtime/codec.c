@@ -53,6 +53,21 @@ static uint64_t get_be(const unsigned char *p, int n) {
   return x;
 }
 
+/* The largest payload a peer may send or make us copy; here, beside the
+ * encoder and decoder that enforce it, so both hold it before the work. */
+size_t distc__max_frame(void) {
+  static size_t limit;
+  if (!limit) {
+    const char *s = getenv("DISTC_MAX_FRAME");
+    char *end;
+    unsigned long long v = s ? strtoull(s, &end, 10) : 0;
+    limit = (s && *end == '\0' && v >= 1024 && v <= UINT32_MAX)
+                ? (size_t)v
+                : (size_t)1 << 30;
+  }
+  return limit;
+}
+
 /* ---- handle kinds ------------------------------------------------------- */
 
 /* Written by constructors before main, read afterwards: no lock needed. */
@@ -80,7 +95,13 @@ const distc__handle_ops *distc__handle_lookup(unsigned kind) {
  * allocations go through distc__realloc (and fail when a test says so).  The
  * buffer stays a valid msgpack_sbuffer. */
 static int enc_write(void *data, const char *buf, size_t len) {
-  msgpack_sbuffer *sb = data;
+  distc__enc *e = data;
+  msgpack_sbuffer *sb = &e->sb;
+  /* Stop at the frame limit rather than after encoding the whole value. */
+  if (len > distc__max_frame() - e->data_bytes - sb->size) {
+    e->toobig = e->data_bytes + sb->size + len;
+    return -1;
+  }
   if (len > sb->alloc - sb->size) {
     if (len > SIZE_MAX / 2 - sb->size)
       return -1;
@@ -103,7 +124,7 @@ static int enc_write(void *data, const char *buf, size_t len) {
 void distc__enc_init(distc__enc *e) {
   memset(e, 0, sizeof *e);
   msgpack_sbuffer_init(&e->sb);
-  msgpack_packer_init(&e->pk, &e->sb, enc_write);
+  msgpack_packer_init(&e->pk, e, enc_write);
 }
 
 void distc__enc_destroy(distc__enc *e) {
@@ -113,8 +134,30 @@ void distc__enc_destroy(distc__enc *e) {
   memset(e, 0, sizeof *e);
 }
 
-static int enc_nomem(void) {
+static int enc_toobig(size_t bytes) {
+  return distc__seterr(DISTC_ETOOBIG,
+                       "message of more than %zu bytes exceeds the frame "
+                       "limit of %zu bytes (set DISTC_MAX_FRAME to raise it)",
+                       bytes, distc__max_frame());
+}
+
+/* A packer write failed: the frame limit (enc_write says which) or memory. */
+static int enc_nomem(const distc__enc *e) {
+  if (e->toobig)
+    return enc_toobig(e->toobig);
   return distc__seterr(DISTC_ENOMEM, "out of memory encoding a value");
+}
+
+/* Counts n bytes of data that travel beside the msgpack part (a segment, or
+ * a lent array that the receiver copies): the limit holds for them too, and
+ * is checked before anything is copied. */
+static int enc_reserve(distc__enc *e, size_t n) {
+  size_t max = distc__max_frame();
+  if (e->sb.size > max || n > max - e->sb.size ||
+      e->data_bytes > max - e->sb.size - n)
+    return enc_toobig(e->sb.size + e->data_bytes + n);
+  e->data_bytes += n;
+  return 0;
 }
 
 static int enc_add_segment(distc__enc *e, void *p, size_t n) {
@@ -124,7 +167,7 @@ static int enc_add_segment(distc__enc *e, void *p, size_t n) {
     size_t cap = e->segcap ? e->segcap * 2 : 8;
     struct iovec *segs = distc__realloc(e->segs, cap * sizeof *segs);
     if (!segs)
-      return enc_nomem();
+      return enc_nomem(e);
     e->segs = segs;
     e->segcap = cap;
   }
@@ -139,6 +182,9 @@ static int enc_add_segment(distc__enc *e, void *p, size_t n) {
  * sender's memory (same host; see distc__enc.lend). */
 static int enc_lent(distc__enc *e, const distc_value *v, size_t bytes) {
   unsigned char hdr[8 + 8 * DISTC_MAXDIM + 16] = {0};
+  int rc = enc_reserve(e, bytes);
+  if (rc < 0)
+    return rc;
   size_t n = 8;
   hdr[0] = (unsigned char)v->u.a.dtype;
   hdr[1] = (unsigned char)v->u.a.ndim;
@@ -149,7 +195,7 @@ static int enc_lent(distc__enc *e, const distc_value *v, size_t bytes) {
   n += 16;
   if (msgpack_pack_ext(&e->pk, n, EXT_LENT) < 0 ||
       msgpack_pack_ext_body(&e->pk, hdr, n) < 0)
-    return enc_nomem();
+    return enc_nomem(e);
   e->lent = true;
   return 0;
 }
@@ -170,14 +216,16 @@ static int enc_array(distc__enc *e, const distc_value *v) {
   if (!inl) {
     put_le(hdr + n, e->nsegs, 4);
     n += 4;
-    int rc = enc_add_segment(e, v->u.a.data, bytes);
+    int rc = enc_reserve(e, bytes);
+    if (rc == 0)
+      rc = enc_add_segment(e, v->u.a.data, bytes);
     if (rc < 0)
       return rc;
   }
   if (msgpack_pack_ext(&e->pk, n + (inl ? bytes : 0), EXT_ARRAY) < 0 ||
       msgpack_pack_ext_body(&e->pk, hdr, n) < 0 ||
       (inl && bytes && msgpack_pack_ext_body(&e->pk, v->u.a.data, bytes) < 0))
-    return enc_nomem();
+    return enc_nomem(e);
   return 0;
 }
 
@@ -189,12 +237,12 @@ static int enc_handle(distc__enc *e, const distc__handle_ops *ops,
     return distc__seterr(DISTC_ETOOBIG, "%s handle of %zu bytes", ops->name, n);
   unsigned char *body = distc__alloc(n + 1);
   if (!body)
-    return enc_nomem();
+    return enc_nomem(e);
   body[0] = ops->kind;
   ops->encode(obj, body + 1, n);
   int rc = msgpack_pack_ext(&e->pk, n + 1, EXT_HANDLE) < 0 ||
                    msgpack_pack_ext_body(&e->pk, body, n + 1) < 0
-               ? enc_nomem()
+               ? enc_nomem(e)
                : 0;
   distc__free(body);
   return rc;
@@ -246,7 +294,7 @@ static int enc_rec(distc__enc *e, const distc_value *v, int depth) {
       return distc__seterr(DISTC_ETOOBIG, "list of %zu items exceeds 2^32",
                            v->u.l.n);
     if (msgpack_pack_array(pk, v->u.l.n) < 0)
-      return enc_nomem();
+      return enc_nomem(e);
     for (size_t i = 0; i < v->u.l.n; i++)
       if ((rc = enc_rec(e, v->u.l.items[i], depth + 1)) < 0)
         return rc;
@@ -255,7 +303,7 @@ static int enc_rec(distc__enc *e, const distc_value *v, int depth) {
     return distc__seterr(DISTC_EINVAL, "cannot encode a value of type %d",
                          (int)v->type);
   }
-  return rc < 0 ? enc_nomem() : 0;
+  return rc < 0 ? enc_nomem(e) : 0;
 }
 
 /* On failure the packer holds part of v: the encoder is fit only for
@@ -276,7 +324,7 @@ int distc__enc_finish(distc__enc *e, struct iovec *iov, int max,
   size_t headlen = 8 + 8 * e->nsegs;
   unsigned char *head = distc__realloc(e->head, headlen);
   if (!head)
-    return enc_nomem();
+    return enc_nomem(e);
   e->head = (char *)head;
   e->headlen = headlen;
   put_le(head, e->sb.size, 4);
@@ -587,6 +635,16 @@ static int dec_lent(const distc__dec *d, const msgpack_object_ext *x,
     return bad("lent array of %zu bytes claims another size", bytes);
   if (d->lender <= 0)
     return bad("a lent array from a process that may not lend");
+  /* The frame limit holds for what the sender lends as for what it sends:
+   * checked before anything is allocated or copied.  (d is const to the
+   * decoding functions; its owner's object is not.) */
+  size_t max = distc__max_frame();
+  if (bytes > max || d->lent_bytes > max - bytes)
+    return distc__seterr(DISTC_ETOOBIG,
+                         "a result holding %zu bytes of arrays exceeds the "
+                         "frame limit of %zu bytes (set DISTC_MAX_FRAME to "
+                         "raise it)", d->lent_bytes + bytes, max);
+  ((distc__dec *)d)->lent_bytes += bytes;
   distc_value *v = distc__array_uninit((distc_dtype)dtype, (int)ndim, dims);
   if (!v)
     return distc__seterr(DISTC_ENOMEM, "out of memory decoding an array of "

@@ -36,19 +36,6 @@ static inline void count_rx(distc__conn *c, size_t n) {
       memory_order_relaxed);
 }
 
-size_t distc__max_frame(void) {
-  static size_t limit;
-  if (!limit) {
-    const char *s = getenv("DISTC_MAX_FRAME");
-    char *end;
-    unsigned long long v = s ? strtoull(s, &end, 10) : 0;
-    limit = (s && *end == '\0' && v >= 1024 && v <= UINT32_MAX)
-                ? (size_t)v
-                : (size_t)1 << 30;
-  }
-  return limit;
-}
-
 int distc__set_nonblock(int fd, bool on) {
   int fl = fcntl(fd, F_GETFL);
   if (fl < 0)
@@ -589,9 +576,11 @@ void distc__conn_fail_pending(distc__conn *c) {
     char *msg = NULL;
     if ((c->why[0] ? asprintf(&msg, "On worker %d: %s", c->id, c->why)
                    : asprintf(&msg,
-                              "On worker %d: process exited (pid %d on %s) "
+                              "On worker %d: process %s (pid %d on %s) "
                               "before the call completed",
-                              c->id, (int)c->ospid, c->host)) < 0)
+                              c->id,
+                              c->departure[0] ? c->departure : "exited",
+                              (int)c->ospid, c->host)) < 0)
       msg = NULL;
     distc__future_complete(f, DISTC_EPROCEXIT, NULL, msg);
     distc__future_unref(f);

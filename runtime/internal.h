@@ -32,7 +32,8 @@ enum {
   DISTC__F_REFUSE,      /* master -> worker: [message] */
   DISTC__F_RELEASE,     /* master -> worker: done reading call id's lent arrays */
   DISTC__F_PING,        /* either way: a heartbeat on an idle link, no reply */
-  DISTC__F_LAST = DISTC__F_PING
+  DISTC__F_DEPART,      /* worker -> master: how it is exiting (text), its last */
+  DISTC__F_LAST = DISTC__F_DEPART
 };
 #define DISTC__F_NORESULT 1 /* CALL flag: remote_do, send nothing back */
 #define DISTC__F_WHERE 2    /* ERROR flag: the message names the process */
@@ -102,8 +103,10 @@ typedef struct distc__conn {
   pthread_mutex_t plock; /* pending calls */
   distc__pending pending;
 
-  char *linebuf;         /* master: partial output line of this worker */
-  size_t linelen;
+  char *linebuf;         /* master: partial output line of this worker, */
+  size_t linelen;        /* DISTC__LINE_CAP bytes at most (output.c) */
+  bool linecr;           /* its last line ended with '\r' */
+  char departure[128];   /* master: the worker's DEPART text, or "" */
   atomic_bool lost;      /* master: membership already updated */
   /* Same host and process_vm_readv works between us (probed at the
    * handshake): the worker lends large results instead of sending them. */
@@ -278,11 +281,18 @@ void distc__future_unref(distc_future *f);
 void distc__future_on_done(distc_future *f,
                            void (*cb)(distc_future *f, void *arg), void *arg);
 
+/* ---- depart.c ---- */
+/* Worker: report a fatal signal or exit() to the master over c (once). */
+void distc__depart_init(distc__conn *c);
+
 /* ---- output.c ---- */
+/* The longest partial line of a worker's output the master keeps. */
+#define DISTC__LINE_CAP 4096
 /* Worker: captures fds 1 and 2 into a pipe; the I/O thread and the executor
  * (before each result) forward it as OUTPUT frames. */
 int distc__output_capture(void);
-void distc__output_drain(distc__conn *c);
+void distc__output_drain(distc__conn *c);   /* fflush(stdout), forward */
+void distc__output_forward(distc__conn *c); /* the pipe only, no stdio */
 int distc__output_fd(void);
 /* Master: prints a worker's OUTPUT bytes as "      From worker N:\t" lines. */
 void distc__output_print(distc__conn *c, const char *p, size_t n);

@@ -152,6 +152,18 @@ static void dispatch(distc__conn *c, distc__frame *f) {
   case DISTC__F_OUTPUT:
     distc__output_print(c, f->payload, f->h.len);
     break;
+  case DISTC__F_DEPART: {
+    /* Read under rlock before the hang-up that follows it, so the calls
+     * the hang-up fails see it. */
+    size_t n = f->h.len < sizeof c->departure ? f->h.len
+                                               : sizeof c->departure - 1;
+    for (size_t i = 0; i < n; i++) {
+      char ch = f->payload[i];
+      c->departure[i] = ch >= ' ' && ch <= '~' ? ch : '?';
+    }
+    c->departure[n] = '\0';
+    break;
+  }
   case DISTC__F_CALL:
     distc__service_enqueue(c, f);
     return; /* the job owns the payload now */

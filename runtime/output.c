@@ -48,6 +48,15 @@ void distc__output_drain(distc__conn *c) {
   if (out_rd < 0)
     return;
   fflush(stdout);
+  distc__output_forward(c);
+}
+
+/* Never touches stdio: the I/O thread calls it, and a function writing
+ * through stdio into a full pipe holds stdout's lock until this thread has
+ * emptied the pipe. */
+void distc__output_forward(distc__conn *c) {
+  if (out_rd < 0)
+    return;
   pthread_mutex_lock(&out_lock);
   char buf[16384];
   for (;;) {
@@ -65,43 +74,74 @@ void distc__output_drain(distc__conn *c) {
   pthread_mutex_unlock(&out_lock);
 }
 
-static void print_line(int id, const char *p, size_t n) {
+/* end: how the printed line ends, '\n' or '\r' (a progress bar that
+ * redraws itself keeps doing so on the master's terminal). */
+static void print_line(int id, const char *p, size_t n, char end) {
   char tag[48];
   int k = snprintf(tag, sizeof tag, "      From worker %d:\t", id);
   fwrite(tag, 1, (size_t)k, stdout);
   fwrite(p, 1, n, stdout);
-  fputc('\n', stdout);
+  fputc(end, stdout);
 }
 
+/* Prints the worker's pending partial line followed by p[0..n) as one line,
+ * and empties the pending part. */
+static void print_joined(distc__conn *c, const char *p, size_t n, char end) {
+  if (c->linelen) {
+    char tag[48];
+    int k = snprintf(tag, sizeof tag, "      From worker %d:\t", c->id);
+    fwrite(tag, 1, (size_t)k, stdout);
+    fwrite(c->linebuf, 1, c->linelen, stdout);
+    fwrite(p, 1, n, stdout);
+    fputc(end, stdout);
+    c->linelen = 0;
+  } else {
+    print_line(c->id, p, n, end);
+  }
+}
+
+/* A worker's partial line is kept until its end arrives, but never more
+ * than DISTC__LINE_CAP bytes of it: a worker writing without newlines
+ * costs the master one buffer of that size, whatever it writes.  A longer
+ * line is printed in pieces of the cap, each tagged.  A '\r' ends a piece
+ * too (printed with its '\r'), so a progress bar is shown as it advances
+ * instead of piling up; the '\n' of a "\r\n" only ends that line. */
 void distc__output_print(distc__conn *c, const char *p, size_t n) {
   pthread_mutex_lock(&print_lock);
   flockfile(stdout);
   while (n > 0) {
-    const char *nl = memchr(p, '\n', n);
-    size_t k = nl ? (size_t)(nl - p) : n;
-    if (!nl) {
-      /* Keep the partial line until its end arrives. */
-      char *b = realloc(c->linebuf, c->linelen + k);
-      if (b) {
-        memcpy(b + c->linelen, p, k);
-        c->linebuf = b;
+    if (c->linecr && c->linelen == 0 && *p == '\n') {
+      fputc('\n', stdout);
+      c->linecr = false;
+      p++;
+      n--;
+      continue;
+    }
+    c->linecr = false;
+    size_t room = DISTC__LINE_CAP - c->linelen, k = 0;
+    while (k < n && k < room && p[k] != '\n' && p[k] != '\r')
+      k++;
+    if (k < n && k < room) {
+      /* p[k] ends the line. */
+      c->linecr = p[k] == '\r';
+      print_joined(c, p, k, p[k]);
+      p += k + 1;
+      n -= k + 1;
+    } else if (k == room) {
+      print_joined(c, p, k, '\n');
+      p += k;
+      n -= k;
+    } else {
+      if (!c->linebuf)
+        c->linebuf = malloc(DISTC__LINE_CAP);
+      if (c->linebuf) {
+        memcpy(c->linebuf + c->linelen, p, k);
         c->linelen += k;
+      } else {
+        print_line(c->id, p, k, '\n');
       }
       break;
     }
-    if (c->linelen) {
-      char *b = realloc(c->linebuf, c->linelen + k);
-      if (b) {
-        memcpy(b + c->linelen, p, k);
-        c->linebuf = b;
-        print_line(c->id, b, c->linelen + k);
-      }
-      c->linelen = 0;
-    } else {
-      print_line(c->id, p, k);
-    }
-    p += k + 1;
-    n -= k + 1;
   }
   fflush(stdout);
   funlockfile(stdout);
@@ -112,7 +152,7 @@ void distc__output_flush(distc__conn *c) {
   pthread_mutex_lock(&print_lock);
   if (c->linelen) {
     flockfile(stdout);
-    print_line(c->id, c->linebuf, c->linelen);
+    print_line(c->id, c->linebuf, c->linelen, '\n');
     fflush(stdout);
     funlockfile(stdout);
     c->linelen = 0;

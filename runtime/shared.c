@@ -1,12 +1,17 @@
-/* shared.c — shared arrays: one POSIX shared memory segment (or one file)
- * mapped by the master and every participant, all on the master's host.
+/* shared.c — shared arrays: one anonymous memory file (memfd) or one named
+ * file, mapped by the master and every participant, all on the master's
+ * host.
  *
- * A segment's name exists only while it is being handed out: the master
- * creates it, every participant maps it (distc__shared_attach), and the
- * master unlinks it, so whatever happens to the processes afterwards nothing
- * stays in /dev/shm.  The master dying inside that window is covered by its
- * workers: names carry a tag derived from the cluster secret, and a worker
- * that loses its master unlinks every name of its run before it exits.
+ * The memory has no name that could outlive a crash: the master creates a
+ * memfd and each participant opens it through /proc/<master>/fd/<n> while
+ * the master holds that descriptor (the same-user access the single-copy
+ * path's process_vm_readv already needs).  Once every participant has
+ * mapped it the master closes the descriptor; the memory goes when the last
+ * mapping does, however the processes end — SIGKILL of the launcher
+ * included.  Only where memfd_create is missing does it fall back to a POSIX
+ * segment whose name exists while it is being handed out; that name carries
+ * a tag derived from the cluster secret, and a worker that loses its master
+ * unlinks every name of its run before it exits.
  *
  * The memory itself is reference counted per process: one map object per
  * array per process, one reference per value pointing into it.  A worker's
@@ -205,19 +210,30 @@ __attribute__((constructor)) static void shared_register(void) {
 /* ---- mapping ---- */
 
 /* Opens the segment or file behind a shared array (creating it when
- * creating) and maps it into m; the descriptor is closed before returning.
+ * creating) and maps it into m.  The descriptor is closed before returning,
+ * unless keep_fd: then it goes to *keep_fd (the master's memfd, which the
+ * participants open through /proc until they all have it mapped).
  * bytes: the data's size; offset: where it starts in a file. */
 static int map_open(shmap *m, const char *name, const char *path,
-                    uint64_t offset, bool create, size_t bytes) {
+                    uint64_t offset, bool create, size_t bytes, int *keep_fd) {
   long page = sysconf(_SC_PAGESIZE);
   uint64_t aligned = path ? offset - offset % (uint64_t)page : 0;
   size_t skip = (size_t)(offset - aligned);
   /* mmap refuses a length of 0; an empty array still gets its page. */
   size_t need = bytes + skip ? bytes + skip : 1;
-  int fd, rc = 0;
-  if (path)
-    fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
-  else
+  int fd = -1, rc = 0;
+  bool memfd = false;
+  if (keep_fd) {
+    *keep_fd = -1;
+    /* The name is only what /proc/<pid>/maps shows. */
+    fd = memfd_create(name + 1, MFD_CLOEXEC);
+    memfd = fd >= 0;
+  }
+  /* A file of the user's is theirs to share wider; one we create holds
+   * this run's data, so only its owner reads it. */
+  if (!memfd && path)
+    fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
+  else if (!memfd)
     fd = shm_open(name, O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0),
                   0600);
   if (fd < 0)
@@ -248,7 +264,7 @@ static int map_open(shmap *m, const char *name, const char *path,
         goto close_fd;
       }
     }
-  } else if (create) {
+  } else if (create || memfd) {
     /* Reserve the pages now: on a full /dev/shm ftruncate would succeed and
      * the first touch of a missing page would be SIGBUS in some worker. */
     int e = posix_fallocate(fd, 0, (off_t)need);
@@ -271,6 +287,10 @@ static int map_open(shmap *m, const char *name, const char *path,
   m->base = base;
   m->maplen = need;
   m->data = (char *)base + skip;
+  if (memfd) {
+    *keep_fd = fd;
+    return 0;
+  }
 close_fd:
   close(fd);
   return rc;
@@ -340,7 +360,7 @@ DISTC_FUNCTION(distc__shared_attach) {
   if (!m)
     return distc_fail(ctx, "out of memory");
   if (map_open(m, file ? NULL : where, file ? where : NULL, offset, false,
-               m->len * distc_dtype_size(t)) < 0) {
+               m->len * distc_dtype_size(t), NULL) < 0) {
     map_free(m);
     return distc_fail(ctx, "%s", distc_errmsg());
   }
@@ -526,10 +546,17 @@ int distc_shared_new(distc_dtype t, int ndim, const size_t *dims,
     goto free_pids;
   }
   m->creator = true;
+  int memfd = -1;
   if ((rc = map_open(m, name, path, o ? o->offset : 0, path ? o->create : true,
-                     bytes)) < 0) {
+                     bytes, path ? NULL : &memfd)) < 0) {
     map_free(m);
     goto free_pids;
+  }
+  /* Participants open the memfd as a file through our /proc entry. */
+  char fdpath[64];
+  if (memfd >= 0) {
+    snprintf(fdpath, sizeof fdpath, "/proc/%d/fd/%d", (int)getpid(), memfd);
+    path = fdpath;
   }
 
   /* Every other participant maps it while the name exists. */
@@ -541,7 +568,7 @@ int distc_shared_new(distc_dtype t, int ndim, const size_t *dims,
   if (nothers > 0) {
     distc_value *rest = distc_listv(
         6, distc_string(path ? path : name), distc_bool(path != NULL),
-        distc_int((int64_t)(o ? o->offset : 0)), distc_int(t),
+        distc_int((int64_t)(o && memfd < 0 ? o->offset : 0)), distc_int(t),
         size_list(dims, ndim), int_list(pids, npids));
     distc_value *idv = distc_int((int64_t)id);
     rc = rest && idv ? call_all(others, nothers, "distc__shared_attach", idv,
@@ -550,7 +577,9 @@ int distc_shared_new(distc_dtype t, int ndim, const size_t *dims,
     distc_value_free(rest);
     distc_value_free(idv);
   }
-  if (!path)
+  if (memfd >= 0)
+    close(memfd);
+  else if (!path)
     shm_unlink(name);
   registry_add(m);
   if (rc < 0) {

@@ -114,6 +114,11 @@ typedef struct distc__enc {
    * with process_vm_readv; lent says one was.  The sender must keep them
    * unchanged until the receiver says it is done (a RELEASE frame). */
   bool lend, lent;
+  /* Segment and lent bytes so far: with the msgpack part, they are held
+   * under distc__max_frame() while encoding.  toobig: the size a write
+   * would have made it, past the limit (0: none did). */
+  size_t data_bytes;
+  size_t toobig;
 } distc__enc;
 #define DISTC__LEND_MIN ((size_t)1 << 20)
 
@@ -143,6 +148,7 @@ typedef struct distc__dec {
   msgpack_unpacked up; /* the unpacked msgpack part */
   int lender;          /* pid whose lent arrays may be read, 0: none */
   size_t *copied;      /* if set, gets the bytes read out of the lender */
+  size_t lent_bytes;   /* read so far: held under distc__max_frame() too */
 } distc__dec;
 
 int distc__dec_open(distc__dec *d, const char *payload, size_t len);

@@ -266,7 +266,7 @@ static void on_output(uv_poll_t *h, int status, int events) {
   (void)h;
   (void)status;
   (void)events;
-  distc__output_drain(distc__C.master);
+  distc__output_forward(distc__C.master);
 }
 
 static void on_hangup(uv_poll_t *h, int status, int events) {
@@ -353,6 +353,7 @@ int distc__worker_main(void) {
   C->master->cma = cma;
   if (distc__output_capture() < 0)
     die("%s", distc_errmsg());
+  distc__depart_init(C->master);
 
   uv_loop_init(&wloop);
   uv_poll_init(&wloop, &out_poll, distc__output_fd());

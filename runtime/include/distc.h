@@ -477,10 +477,10 @@ DISTC_API int distc_distributed_for_async(const char *fn, int64_t lo,
  * the worker receiving it sees the same memory.  Only the master and the
  * participants can receive it.
  *
- * The segment's name is unlinked as soon as every participant has mapped it
- * (and, should the master die before that, by the workers it leaves), so
- * nothing stays in /dev/shm however the processes end; no file descriptor
- * stays open.  The memory lives until the master's last reference is freed
+ * The memory is an anonymous memfd that the participants open through the
+ * master's /proc entry, so it has no name: nothing stays in /dev/shm however
+ * the processes end (SIGKILL of the launcher included); no file descriptor
+ * stays open.  A file the array creates (opts.path, create) gets mode 0600.  The memory lives until the master's last reference is freed
  * (distc_value_free); then every participant unmaps it once the values it
  * still holds are freed too. */
 typedef struct distc_shared_opts {

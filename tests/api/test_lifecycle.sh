@@ -10,6 +10,9 @@ LAUNCH=$1 API=$2 HELLO=$3
 # Starts `distc-launch -p 2 test_api hang` in the background; sets LPID,
 # MPID (the master) and WPIDS.
 start_hang() {
+  # The background job truncates out only once it runs: without the rm,
+  # wait_for could still see the previous run's "ready".
+  rm -f "$tmp/out" "$tmp/err"
   "$LAUNCH" -p 2 "$API" "${1:-hang}" >"$tmp/out" 2>"$tmp/err" &
   LPID=$!
   if ! wait_for '^ready' 100 "$tmp/out"; then

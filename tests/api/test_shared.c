@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../check.h"
@@ -35,6 +36,23 @@ static int count_segments(char *first, size_t n) {
   if (d)
     closedir(d);
   return count;
+}
+
+/* Whether this process has one of its arrays mapped; the first one's
+ * name goes to first. */
+static bool mapped_here(char *first, size_t n) {
+  char prefix[48], line[512];
+  snprintf(prefix, sizeof prefix, "distc-%d-", (int)getpid());
+  FILE *f = fopen("/proc/self/maps", "r");
+  bool found = false;
+  while (f && !found && fgets(line, sizeof line, f)) {
+    char *p = strstr(line, prefix);
+    if (p && (found = true) && first)
+      snprintf(first, n, "%.*s", (int)strcspn(p, " \n"), p);
+  }
+  if (f)
+    fclose(f);
+  return found;
 }
 
 static void check_clean(const char *when) {
@@ -126,12 +144,12 @@ DISTC_FUNCTION(init_fails) {
   return distc_nil();
 }
 
-/* How many of this run's segments this process has mapped (the mappings
- * of unlinked segments still show in /proc/self/maps as "(deleted)"). */
+/* How many of this run's arrays this process has mapped (a memfd shows in
+ * /proc/self/maps as "/memfd:distc-<master pid>-... (deleted)"). */
 DISTC_FUNCTION(count_maps) {
   (void)ctx;
   char prefix[48], line[512];
-  snprintf(prefix, sizeof prefix, "/dev/shm/distc-%lld-",
+  snprintf(prefix, sizeof prefix, "distc-%lld-",
            (long long)distc_value_int(distc_list_at(args, 0)));
   FILE *f = fopen("/proc/self/maps", "r");
   int n = 0;
@@ -420,6 +438,17 @@ static void case_file(void) {
           "reopened file");
   distc_value_free(s);
   unlink(path);
+  /* A file the array creates holds this run's data: its owner's only. */
+  mode_t old = umask(022);
+  o = (distc_shared_opts){.path = path, .create = true};
+  s = NULL;
+  OK(distc_shared_new(DISTC_F64, 1, (size_t[]){8}, &o, &s));
+  umask(old);
+  struct stat st;
+  CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600,
+        "created file has mode 0600 (%o)", (unsigned)(st.st_mode & 0777));
+  distc_value_free(s);
+  unlink(path);
   check_clean("after the file case");
 }
 
@@ -503,14 +532,14 @@ static void case_lose_workers(void) {
 }
 
 /* SIGKILL of a participant while the array is being created: the master
- * gets the error and unlinks the name. */
+ * gets the error, and no name is in /dev/shm at any time. */
 static pid_t victim;
 
 static void *kill_when_segment_appears(void *arg) {
   (void)arg;
-  for (int i = 0; i < 1000 && count_segments(NULL, 0) == 0; i++)
+  for (int i = 0; i < 1000 && !mapped_here(NULL, 0); i++)
     usleep(10000);
-  int seen = count_segments(NULL, 0);
+  int seen = mapped_here(NULL, 0) + 10 * count_segments(NULL, 0);
   kill(victim, SIGKILL);
   return (void *)(intptr_t)seen;
 }
@@ -530,8 +559,8 @@ static void case_kill_creating(void) {
   int rc = distc_shared_new(DISTC_F64, 1, (size_t[]){1000}, NULL, &s);
   void *seen;
   pthread_join(t, &seen);
-  CHECK((intptr_t)seen == 1, "the segment existed while waiting (%d)",
-        (int)(intptr_t)seen);
+  CHECK((intptr_t)seen == 1, "the array was mapped, with no name in /dev/shm, "
+        "while waiting (%d)", (int)(intptr_t)seen);
   CHECK(rc == DISTC_EPROCEXIT && s == NULL, "creation failed: %d %s", rc,
         distc_errmsg());
   check_clean("after SIGKILL of a worker during creation");
@@ -561,7 +590,7 @@ static void case_standalone(void) {
 static void *report_segment(void *arg) {
   (void)arg;
   char name[256] = "";
-  for (int i = 0; i < 1000 && count_segments(name, sizeof name) == 0; i++)
+  for (int i = 0; i < 1000 && !mapped_here(name, sizeof name); i++)
     usleep(10000);
   printf("segment %s\nready\n", name);
   fflush(stdout);

@@ -123,6 +123,28 @@ touch "$T/not-executable"
 chmod 644 "$T/not-executable"
 mkdir -p "$T/a-directory"
 
+# Host files: only a regular file is read, and only so much of it; a
+# directory, a device or a FIFO is the same usage error as a missing file,
+# and none of them hangs.
+usage_error "--hostfile missing" "--hostfile $T/no-such-file: No such file" \
+  --dry-run --hostfile "$T/no-such-file" /bin/true
+usage_error "--hostfile DIR" "is a directory" \
+  --dry-run --hostfile "$T/a-directory" /bin/true
+t0=$(now_ms)
+usage_error "--hostfile /dev/zero" "is a device, not a regular file" \
+  --dry-run --hostfile /dev/zero /bin/true
+check "--hostfile /dev/zero: at once ($(($(now_ms) - t0)) ms)" \
+  test $(($(now_ms) - t0)) -lt 3000
+mkfifo "$T/a-fifo"
+t0=$(now_ms)
+usage_error "--hostfile FIFO" "is a FIFO, not a regular file" \
+  --dry-run --hostfile "$T/a-fifo" /bin/true
+check "--hostfile FIFO: at once ($(($(now_ms) - t0)) ms)" \
+  test $(($(now_ms) - t0)) -lt 3000
+head -c 2000000 /dev/zero | tr '\0' '#' >"$T/huge-hostfile"
+usage_error "--hostfile of 2 MB" "too large for a host list" \
+  --dry-run --hostfile "$T/huge-hostfile" /bin/true
+
 usage_error "-p 0" "-p wants a positive number of workers or 'auto', got '0'" -p 0 /bin/true
 usage_error "-p abc" "got 'abc'" -p abc /bin/true
 usage_error "-p -3" "got '-3'" -p -3 /bin/true

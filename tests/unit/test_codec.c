@@ -1118,8 +1118,9 @@ static void run(const char *name, void (*fn)(void)) {
 
 /* Lent arrays (ext 3): read back from this very process's memory when the
  * decoder may (lender = our pid), refused when it may not, and a lie about
- * the size or a bad address is an error, never a crash. */
-static int lend_roundtrip(const distc_value *v, int lender, bool corrupt,
+ * the size or a bad address is an error, never a crash.  corrupt: 1 zeroes
+ * the address; 2 makes a 2-d array claim 2 GiB, over the frame limit. */
+static int lend_roundtrip(const distc_value *v, int lender, int corrupt,
                           distc_value **out) {
   distc__enc e;
   struct iovec iov[8];
@@ -1137,8 +1138,15 @@ static int lend_roundtrip(const distc_value *v, int lender, bool corrupt,
     off += iov[i].iov_len;
   }
   distc__enc_destroy(&e);
-  if (corrupt) /* the address is the 16 bytes before the trailing size */
+  if (corrupt == 1) /* the address is the 16 bytes before the trailing size */
     memset(p + total - 16, 0, 8);
+  if (corrupt == 2) { /* dims[0] is 16 bytes before the address */
+    uint64_t rows = (uint64_t)1 << 31 >> 12, bytes = (uint64_t)1 << 31;
+    for (int i = 0; i < 8; i++) {
+      p[total - 32 + i] = (char)(rows >> (8 * i));
+      p[total - 8 + i] = (char)(bytes >> (8 * i));
+    }
+  }
   distc__dec d;
   *out = NULL;
   rc = distc__dec_open(&d, p, total);
@@ -1157,11 +1165,13 @@ static void test_lent(void) {
   double *d = distc_array_data(v);
   for (size_t i = 0; i < 512 * 512; i++)
     d[i] = (double)i * 0.5;
-  CHECK(lend_roundtrip(v, (int)getpid(), false, &back) == 0 && back &&
+  CHECK(lend_roundtrip(v, (int)getpid(), 0, &back) == 0 && back &&
         distc_value_equal(v, back));
   distc_value_free(back);
-  CHECK(lend_roundtrip(v, 0, false, &back) == DISTC_EPROTO && !back);
-  CHECK(lend_roundtrip(v, (int)getpid(), true, &back) == DISTC_EIO && !back);
+  CHECK(lend_roundtrip(v, 0, 0, &back) == DISTC_EPROTO && !back);
+  CHECK(lend_roundtrip(v, (int)getpid(), 1, &back) == DISTC_EIO && !back);
+  /* The frame limit holds for lent arrays: refused before any copy. */
+  CHECK(lend_roundtrip(v, (int)getpid(), 2, &back) == DISTC_ETOOBIG && !back);
   /* Small arrays are never lent. */
   distc_value *small = distc_array(DISTC_U8, 1, (size_t[]){100});
   distc__enc e;
