@@ -104,7 +104,7 @@ rc=$?
 nsenter --mount --target "$hidden" umount "$tmp/bin" && hidden=
 check "exename missing on node2: non-zero (got $rc)" '[ "$rc" != 0 ]'
 check "exename missing on node2: the error names node2" \
-  'grep -q "distc-launch: .*did not start on node2" noexe.out'
+  'grep -q "distc-launch: node2: the program .*slurm_prog is not there" noexe.out'
 check "exename missing on node2: nothing left running" 'nodes_clear 50'
 check "exename missing on node2: no step left" '[ "$(steps_left distc-noexe)" = 0 ]'
 [ "$fail" = 0 ] || cat noexe.out
