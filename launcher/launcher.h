@@ -20,7 +20,8 @@ typedef struct distc__launch_opts {
   int nworkers;        /* 0: auto, one per physical core */
   bool procs_given;    /* -p was on the command line */
   const char *dir;     /* --dir, or NULL */
-  char *exe_path;      /* worker executable, absolute (owned) */
+  const char *exename; /* --exename as given, or NULL */
+  char *exe_path;      /* worker executable (owned): distc__options_exe */
   const char **env;    /* --env entries, NULL-terminated (array owned, the
                           strings point into argv) */
   double timeout_s;    /* --timeout, default 60 */
@@ -45,6 +46,10 @@ typedef struct distc__launch_opts {
  * distc__options_free() whatever it returned. */
 int distc__options_parse(int argc, char **argv, distc__launch_opts *o);
 void distc__options_free(distc__launch_opts *o);
+/* Resolves the workers' executable once the plan says where they run:
+ * checked here (and made absolute) when some run on this host; else an
+ * absolute path or a bare name for their hosts' PATH. */
+int distc__options_exe(distc__launch_opts *o, bool workers_here);
 
 /* ---- topology.c --------------------------------------------------------- */
 

@@ -115,7 +115,14 @@ int main(int argc, char **argv) {
     goto free_opts;
   }
   planned = true;
+  if ((rc = distc__options_exe(&o, st.here > 0)) != 0) {
+    code = fail(rc == DISTC_EINVAL ? DISTC__EXIT_USAGE : DISTC__EXIT_FAILURE);
+    goto close_manager;
+  }
   bool remote = distc__manager_remote(&st.m);
+  /* --dir, else where the resource half says a job works (PBS_O_WORKDIR),
+   * for the master and the workers alike. */
+  const char *dir = o.dir ? o.dir : st.workdir;
 
   /* hwloc only for --bind: the one thing that needs the machine's map. */
   if (o.bind) {
@@ -157,7 +164,7 @@ int main(int argc, char **argv) {
   distc__startup_run run = {
       .exename = o.exe_path,
       .argv = o.argv,
-      .dir = o.dir,
+      .dir = dir,
       .env = o.env,
       .master_addr = master_addr,
       .local_addr = local_addr[0] ? local_addr : NULL,
@@ -175,7 +182,7 @@ int main(int argc, char **argv) {
   distc__master_spec ms = {
       .path = o.program,
       .argv = o.argv,
-      .dir = o.dir,
+      .dir = dir,
       .env = o.env,
       .listen_fd = listen_fd,
       .local_fd = local_fd,

@@ -101,7 +101,7 @@ static void usage_option(FILE *f, const distc__option *o) {
   int n = fprintf(f, "      --%s%s%s", o->name, o->arg ? " " : "",
                   o->arg ? o->arg : "");
   const char *h = o->help ? o->help : "";
-  if (n >= HELP_COL - 1) {
+  if (n >= HELP_COL) {
     fputs("  ", f);
   } else {
     fprintf(f, "%*s", HELP_COL - n, "");
@@ -352,22 +352,6 @@ copied:
   return 0;
 }
 
-/* Whether every worker will run on other hosts: the manager that will be
- * chosen (named, implied by its options, or detected) is remote and -p
- * does not put workers here. */
-static bool workers_elsewhere(const distc__launch_opts *o) {
-  const char *names[64];
-  int n = 0;
-  for (int i = 0; i < o->nmopts && n < 64; i++)
-    names[n++] = o->mopts[i].name;
-  const char *why;
-  const distc__manager_def *d =
-      distc__manager_choose(o->manager, names, n, &why);
-  distc__clearerr(); /* an unknown name is reported when it is opened */
-  return d != NULL && d->resource->remote &&
-         (!o->procs_given || d->resource->spreads_procs);
-}
-
 static int apply(const opt_def *d, const char *v, distc__launch_opts *o,
                  const char **exename) {
   switch (d->id) {
@@ -516,21 +500,27 @@ int distc__options_parse(int argc, char **argv, distc__launch_opts *o) {
   rc = resolve_program("program", argv[i], &o->program);
   if (rc != 0)
     return rc;
+  if (exename != NULL && exename[0] == '\0')
+    return distc__seterr(DISTC_EINVAL,
+                         "--exename is empty; give a program to run");
+  o->exename = exename;
+  return 0;
+}
+
+int distc__options_exe(distc__launch_opts *o, bool workers_here) {
   /* Checked here when workers run on this host.  For workers on other hosts
    * only, it is looked for there: a path is made absolute (from our
    * directory, as the local case reads it), a bare name is left to their
    * PATH. */
-  if (exename != NULL && workers_elsewhere(o)) {
-    if (exename[0] == '\0')
-      return distc__seterr(DISTC_EINVAL,
-                           "--exename is empty; give a program to run");
-    o->exe_path = strchr(exename, '/') ? absolute(exename) : strdup(exename);
+  if (o->exename != NULL && !workers_here) {
+    o->exe_path = strchr(o->exename, '/') ? absolute(o->exename)
+                                          : strdup(o->exename);
     if (o->exe_path == NULL)
       return distc__seterr(DISTC_ENOMEM, "out of memory");
     return 0;
   }
-  if (exename != NULL)
-    return resolve_program("--exename", exename, &o->exe_path);
+  if (o->exename != NULL)
+    return resolve_program("--exename", o->exename, &o->exe_path);
   o->exe_path = strdup(o->program);
   if (o->exe_path == NULL)
     return distc__seterr(DISTC_ENOMEM, "out of memory");

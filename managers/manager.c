@@ -18,7 +18,9 @@
 static const distc__manager_def managers[] = {
     {"local", 0, &distc__resource_here, &distc__launch_spawn},
     {"ssh", 0, &distc__resource_hostlist, &distc__launch_ssh},
-    {"slurm", 10, &distc__resource_slurm, &distc__launch_srun},
+    {"pbs", 10, &distc__resource_pbs, &distc__launch_ssh},
+    /* SLURM jobs may carry PBS variables (spank_pbs): the native one wins */
+    {"slurm", 20, &distc__resource_slurm, &distc__launch_srun},
 };
 
 /* How often distc__manager_stop() polls reap while it waits. */
@@ -208,6 +210,11 @@ static int default_prepare(void *state, distc_host *hosts, int nhosts) {
 
 static void default_destroy(void *state) { (void)state; }
 
+static const char *default_workdir(void *state) {
+  (void)state;
+  return NULL;
+}
+
 static int no_event_fd(void *state) {
   (void)state;
   return -1;
@@ -247,6 +254,8 @@ int distc__manager_open(distc_manager *m, const distc__manager_def *def,
     m->res.nodes = default_nodes;
   if (m->res.destroy == NULL)
     m->res.destroy = default_destroy;
+  if (m->res.workdir == NULL)
+    m->res.workdir = default_workdir;
   if (m->lau.set_option == NULL)
     m->lau.set_option = no_options;
   if (m->lau.prepare == NULL)

@@ -65,6 +65,9 @@ typedef struct distc_host {
   char *dir;      /* optional per-host working directory */
   char *exename;  /* optional per-host executable */
   bool here;      /* this host: workers are children of this process */
+  /* CPUs the allocation gives its workers there, for their BLAS threads;
+   * 0: the host's physical cores */
+  int cpus;
 } distc_host;
 
 /* An option of one half: --NAME, or --NAME ARG when has_arg. */
@@ -126,9 +129,6 @@ typedef struct distc__resource_ops {
   /* Its hosts are other hosts: the master must listen on an address they
    * can reach, and without -p no worker runs on this host. */
   bool remote;
-  /* -p N (nodes' `here`) is spread over its hosts (an allocation's nodes),
-   * so no worker runs on this host even with -p. */
-  bool spreads_procs;
   /* optional: takes one of `options` (value NULL for a flag) or a common
    * setting; DISTC_EINVAL with a message quoting a bad value. */
   int (*set_option)(void *state, const char *name, const char *value);
@@ -139,6 +139,10 @@ typedef struct distc__resource_ops {
    * a remote half lists them first as a host with .here set.  Default:
    * this host with `here` slots. */
   int (*nodes)(void *state, int here, distc_host **hosts, int *nhosts);
+  /* optional: where processes work when --dir does not say (a batch
+   * job's submission directory); NULL: the caller's.  Owned by the state
+   * or the environment. */
+  const char *(*workdir)(void *state);
   /* optional: releases the state. */
   void (*destroy)(void *state);
 } distc__resource_ops;
@@ -269,6 +273,7 @@ typedef struct distc__startup {
   int count;             /* workers to start */
   int here;              /* of them on this host */
   int blas_here;         /* BLAS threads of the workers on this host */
+  const char *workdir;   /* the resource half's default directory, or NULL */
 } distc__startup;
 
 /* choose → configure → nodes (and the launch half's prepare) → count → BLAS
@@ -299,7 +304,8 @@ void distc__startup_free(distc__startup *st);
  * host counts its own for `host:auto` and `blas auto`, so both agree. */
 int distc__host_cores(void);
 /* The one rule for BLAS/OpenMP threads of a worker: a host's physical cores
- * over the workers on it, at least 1. */
+ * (or the CPUs an allocation gives there, distc_host.cpus) over the workers
+ * on it, at least 1. */
 int distc__blas_threads(int cores, int workers);
 
 /* ---- spawning (spawn.c) ------------------------------------------------------- */
@@ -352,6 +358,7 @@ int distc__proxy_main(int argc, char **argv) __attribute__((noreturn));
 /* The halves, for the registry (manager.c). */
 extern const distc__resource_ops distc__resource_here;     /* local.c */
 extern const distc__resource_ops distc__resource_hostlist; /* hostlist.c */
+extern const distc__resource_ops distc__resource_pbs;      /* pbs.c */
 extern const distc__launch_ops distc__launch_spawn;        /* local.c */
 extern const distc__launch_ops distc__launch_ssh;          /* ssh.c */
 extern const distc__resource_ops distc__resource_slurm;    /* slurm.c */

@@ -15,10 +15,10 @@
  *           master), hand out launch indices and let each start its
  *           workers, without waiting for them: they start while the master
  *           does.
- * From launch on one I/O thread owns every session: it reads the proxies'
- * reports (worker exits, for reap), prints what they and their workers
- * write to stderr, tagged with the host, and in --tunnel mode carries the
- * workers' connections back to the master (ssh_tunnel.c).
+ * From launch on one I/O thread (ssh_io.c) owns every session: it reads
+ * the proxies' reports (worker exits, for reap), prints what they and their
+ * workers write to stderr, tagged with the host, and in --tunnel mode
+ * carries the workers' connections back to the master (ssh_tunnel.c).
  *
  * Lifetime: the proxy stops its workers when its channel ends, and the
  * workers die with the proxy, so closing the sessions — or losing them
@@ -43,8 +43,6 @@
 #define DEFAULT_TIMEOUT_S 60.0
 #define PROBE_MAX_MS 5000
 #define KILL_GRACE_S 3.0 /* after SIGKILL, hosts that stay silent are cut */
-#define IO_TICK_MS 1000
-#define IO_BUSY_MS 20
 
 static const distc__option ssh_options[] = {
     {"ssh-identity", true, "F",
@@ -120,18 +118,6 @@ static void wait_until(ssh_state *s, double deadline) {
   ts.tv_sec += (time_t)(ns / 1000000000);
   ts.tv_nsec = (long)(ns % 1000000000);
   pthread_cond_timedwait(&s->changed, &s->lock, &ts);
-}
-
-static void poke(int fd) {
-  char c = 1;
-  ssize_t n = write(fd, &c, 1);
-  (void)n; /* a full pipe already holds a wake-up */
-}
-
-static void drain(int fd) {
-  char buf[256];
-  while (read(fd, buf, sizeof buf) > 0)
-    ;
 }
 
 /* Threads of ours take no signals: the launcher's main thread handles them
@@ -422,161 +408,16 @@ static int queue_config(ssh_state *s, ssh_host *h,
       .master = master,
       .secret = spec->secret,
       .exe = exe,
-      .blas = spec->blas_auto ? 0 : spec->blas_threads,
+      /* the host's own rule, unless its allocation says how many CPUs */
+      .blas = !spec->blas_auto ? spec->blas_threads
+              : h->spec.cpus > 0 ? distc__blas_threads(h->spec.cpus,
+                                                       h->spec.slots)
+                                 : 0,
       .probe_ms = probe,
   };
   if (rc == 0)
     rc = distc__plink_config_send(p, &c);
   return rc;
-}
-
-/* The links' on_exit: queued for reap, which runs in the caller's thread;
- * lock held. */
-static void record_exit(void *arg, int index, long pid, int status) {
-  ssh_state *s = arg;
-  if (s->nexits == s->capexits) {
-    size_t cap = s->capexits ? s->capexits * 2 : 64;
-    exit_rec *grown = realloc(s->exits, cap * sizeof *grown);
-    if (grown == NULL)
-      return; /* the worker still counts as gone; only its status is lost */
-    s->exits = grown;
-    s->capexits = cap;
-  }
-  s->exits[s->nexits++] = (exit_rec){index, pid, status};
-  poke(s->event[1]);
-}
-
-/* The proxy ended (or the session did). */
-static void proxy_gone(ssh_state *s, ssh_host *h) {
-  if (h->ctl != NULL) {
-    int st = ssh_channel_get_exit_status(h->ctl);
-    if (h->p.phase == DISTC__P_STARTING && h->p.error == NULL) {
-      const char *exe = h->spec.exename ? h->spec.exename : s->exe;
-      if (st >= 0)
-        distc__plink_fail(&h->p,
-                          "%s: %s exited with status %d before it answered; "
-                          "is it linked with libdistc, does it call "
-                          "distc_init() first, and is it the same build as "
-                          "here?",
-                          h->p.label, exe, st);
-      else
-        distc__plink_fail(&h->p,
-                          "%s: the connection ended before %s answered",
-                          h->p.label, exe);
-    }
-    ssh_channel_close(h->ctl);
-    ssh_channel_free(h->ctl);
-    h->ctl = NULL;
-  }
-  distc__ssh_tunnels_close(h);
-  distc__plink_gone(&h->p);
-  pthread_cond_broadcast(&s->changed);
-}
-
-static void flush_out(ssh_host *h) {
-  while (h->p.out_len > 0) {
-    uint32_t win = ssh_channel_window_size(h->ctl);
-    if (win == 0)
-      return;
-    uint32_t n = h->p.out_len < win ? (uint32_t)h->p.out_len : win;
-    int w = ssh_channel_write(h->ctl, h->p.out, n);
-    if (w <= 0)
-      return;
-    memmove(h->p.out, h->p.out + w, h->p.out_len - (size_t)w);
-    h->p.out_len -= (size_t)w;
-  }
-  if (h->p.closing && !h->p.eof_sent) {
-    ssh_channel_send_eof(h->ctl);
-    h->p.eof_sent = true;
-  }
-}
-
-/* Everything the I/O thread does for one host; lock held.  Returns true
- * when it still has work that no descriptor will announce. */
-static bool service_host(ssh_state *s, ssh_host *h) {
-  if (h->s == NULL || h->ctl == NULL)
-    return false;
-  bool busy = false;
-  flush_out(h);
-  busy |= h->p.out_len > 0;
-  char buf[8192];
-  for (int stream = 0; stream < 2; stream++) {
-    int r;
-    while ((r = ssh_channel_read_nonblocking(h->ctl, buf, sizeof buf,
-                                             stream)) > 0) {
-      if (stream == 1)
-        distc__plink_stderr(&h->p, buf, (size_t)r, false);
-      else
-        distc__plink_input(&h->p, buf, (size_t)r);
-    }
-  }
-  pthread_cond_broadcast(&s->changed);
-  if (s->tunnel && h->fwd_port > 0)
-    busy |= distc__ssh_tunnels_service(s, h);
-  if (h->kill_deadline > 0 && distc__ssh_now() > h->kill_deadline) {
-    /* SIGKILL was sent and the host is silent: stop waiting for it.  The
-     * session's end makes its proxy stop whatever is left. */
-    distc__plink_lose_workers(&h->p);
-    h->kill_deadline = 0;
-  }
-  /* The exit status follows the end of output: wait for it, or the close. */
-  if (ssh_channel_is_closed(h->ctl) ||
-      (ssh_get_status(h->s) & (SSH_CLOSED | SSH_CLOSED_ERROR)) ||
-      (ssh_channel_is_eof(h->ctl) &&
-       ssh_channel_get_exit_status(h->ctl) != -1))
-    proxy_gone(s, h);
-  return busy;
-}
-
-static void *io_main(void *arg) {
-  ssh_state *s = arg;
-  struct pollfd *fds = NULL;
-  size_t cap = 0;
-  pthread_mutex_lock(&s->lock);
-  while (!s->io_stop) {
-    bool busy = false;
-    for (int i = 0; i < s->nh; i++)
-      busy |= service_host(s, &s->h[i]);
-    size_t need = 1;
-    for (int i = 0; i < s->nh; i++)
-      need += (s->h[i].ctl != NULL) + distc__ssh_tunnels_count(&s->h[i]);
-    if (need > cap) {
-      struct pollfd *grown = realloc(fds, need * sizeof *fds);
-      if (grown == NULL) {
-        busy = true;
-        need = 0;
-      } else {
-        fds = grown;
-        cap = need;
-      }
-    }
-    size_t n = 0;
-    if (need > 0) {
-      fds[n++] = (struct pollfd){s->wake[0], POLLIN, 0};
-      for (int i = 0; i < s->nh; i++) {
-        ssh_host *h = &s->h[i];
-        /* A session whose proxy is gone has nothing more to say, and its
-         * socket may poll readable forever (the peer's end). */
-        if (h->ctl == NULL)
-          continue;
-        short ev = POLLIN;
-        if (ssh_get_poll_flags(h->s) & SSH_WRITE_PENDING)
-          ev |= POLLOUT;
-        fds[n++] = (struct pollfd){ssh_get_fd(h->s), ev, 0};
-        n += distc__ssh_tunnels_poll(h, fds + n);
-      }
-    }
-    bool kill_pending = false;
-    for (int i = 0; i < s->nh; i++)
-      kill_pending |= s->h[i].kill_deadline > 0;
-    pthread_mutex_unlock(&s->lock);
-    poll(fds, n, busy || kill_pending ? IO_BUSY_MS : IO_TICK_MS);
-    drain(s->wake[0]);
-    pthread_mutex_lock(&s->lock);
-  }
-  pthread_mutex_unlock(&s->lock);
-  free(fds);
-  return NULL;
 }
 
 /* ---- launch ---- */
@@ -631,7 +472,7 @@ static int open_proxy(ssh_state *s, ssh_host *h,
     h->hint_reach = NULL;
   h->p.hint_reach = h->hint_reach;
   h->p.verbose = s->verbose;
-  h->p.on_exit = record_exit;
+  h->p.on_exit = distc__ssh_record_exit;
   h->p.arg = s;
   if (queue_config(s, h, spec, master) != 0) {
     distc__plink_fail(&h->p, "%s: out of memory", h->p.label);
@@ -652,7 +493,7 @@ static void abort_launch(ssh_state *s) {
     distc__plink_signal(&h->p, SIGKILL);
     h->p.closing = true;
   }
-  poke(s->wake[1]);
+  distc__ssh_poke(s->wake[1]);
   double deadline = distc__ssh_now() + KILL_GRACE_S;
   for (;;) {
     int running = 0;
@@ -762,7 +603,7 @@ static int ssh_launch(void *state, const distc_launch_spec *spec) {
     return 0;
   }
 
-  if (start_thread(&s->io, io_main, s) != 0) {
+  if (start_thread(&s->io, distc__ssh_io_main, s) != 0) {
     rc = distc__seterr(DISTC_EIO, "cannot start the SSH I/O thread");
     goto fail;
   }
@@ -771,7 +612,7 @@ static int ssh_launch(void *state, const distc_launch_spec *spec) {
   /* Phase 1: every proxy says hello (or fails). */
   double deadline = distc__ssh_now() + s->timeout_s;
   pthread_mutex_lock(&s->lock);
-  poke(s->wake[1]);
+  distc__ssh_poke(s->wake[1]);
   while (count_phase(s, DISTC__P_STARTING) > 0 && distc__ssh_now() < deadline)
     wait_until(s, deadline);
   for (int i = 0; i < s->nh; i++)
@@ -821,7 +662,7 @@ static int ssh_launch(void *state, const distc_launch_spec *spec) {
    * worker counts as exited before connecting, which fails the start. */
   for (int i = 0; i < s->nh; i++)
     s->h[i].p.reporting = true;
-  poke(s->wake[1]);
+  distc__ssh_poke(s->wake[1]);
   pthread_mutex_unlock(&s->lock);
   int started = next - spec->first_index;
   if (spec->started != NULL)
@@ -860,7 +701,7 @@ static int ssh_signal(void *state, int sig) {
       h->kill_deadline = distc__ssh_now() + KILL_GRACE_S;
   }
   pthread_mutex_unlock(&s->lock);
-  poke(s->wake[1]);
+  distc__ssh_poke(s->wake[1]);
   return 0;
 }
 
@@ -871,7 +712,7 @@ static int ssh_reap(void *state, distc_exit_cb cb, void *arg) {
     running += distc__launch_spawn.reap(s->local, cb, arg);
   if (!s->init)
     return running;
-  drain(s->event[0]);
+  distc__ssh_drain(s->event[0]);
   pthread_mutex_lock(&s->lock);
   exit_rec *ex = s->exits;
   size_t nex = s->nexits;
@@ -903,7 +744,7 @@ static void ssh_destroy(void *state) {
         s->h[i].p.closing = true;
     s->io_stop = true;
     pthread_mutex_unlock(&s->lock);
-    poke(s->wake[1]);
+    distc__ssh_poke(s->wake[1]);
     pthread_join(s->io, NULL);
     s->io_running = false;
   }

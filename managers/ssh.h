@@ -1,6 +1,7 @@
 /* ssh.h — what the files of the ssh launch half share (internal):
- *   ssh.c          the launch half: options, prepare, launch, the I/O
- *                  thread, signal, reap;
+ *   ssh.c          the launch half: options, prepare, launch, signal,
+ *                  reap;
+ *   ssh_io.c       the I/O thread that owns the sessions after launch;
  *   ssh_session.c  one host's SSH session: connect, host key, auth, and
  *                  the bootstrap command;
  *   ssh_tunnel.c   --tunnel: workers' connections carried back to the
@@ -77,6 +78,18 @@ typedef struct ssh_state {
 } ssh_state;
 
 double distc__ssh_now(void);
+
+/* ssh_io.c */
+
+/* The I/O thread (started by launch, stopped by destroy with io_stop). */
+void *distc__ssh_io_main(void *state);
+/* The links' on_exit: records an exit for reap and wakes event[1]; lock
+ * held. */
+void distc__ssh_record_exit(void *state, int index, long pid, int status);
+/* A byte into a wake-up pipe (a full pipe already holds one); and the
+ * draining of one. */
+void distc__ssh_poke(int fd);
+void distc__ssh_drain(int fd);
 
 /* ssh_session.c */
 

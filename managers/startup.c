@@ -102,20 +102,27 @@ int distc__startup_plan(distc__startup *st) {
   }
   if (st->limit > 0 && st->count < st->limit) {
     rc = distc__seterr(DISTC_EINVAL,
-                       "%d workers wanted but the hosts give %d slots; give "
-                       "count 0 for all of them",
-                       st->limit, st->count);
+                       "%s wants %d workers but the hosts give %d slots; "
+                       "give count 0 for all of them",
+                       st->who ? st->who : "distc", st->limit, st->count);
     goto free_hosts;
   }
 
-  /* The one rule: a host's physical cores over the workers on it; each
-   * other host applies it to itself (blas_auto). */
+  /* The one rule: a host's physical cores (or the CPUs its allocation
+   * gives it) over the workers on it; each other host applies it to itself
+   * (blas_auto). */
   st->blas_here = st->blas_threads;
   if (st->blas_here == 0) {
-    if (cores == 0 && st->here > 0)
+    int cpus = 0;
+    for (int i = 0; i < st->nhosts; i++)
+      if (st->hosts[i].here && st->hosts[i].cpus > 0)
+        cpus = st->hosts[i].cpus;
+    if (cpus == 0 && cores == 0 && st->here > 0)
       cores = distc__host_cores();
-    st->blas_here = distc__blas_threads(cores, st->here + st->workers_before);
+    st->blas_here = distc__blas_threads(cpus ? cpus : cores,
+                                        st->here + st->workers_before);
   }
+  st->workdir = st->m.res.workdir(st->m.rstate);
   if (st->verbose) {
     if (remote)
       distc__log_print("%d workers, %d of them on this host; BLAS/OpenMP "

@@ -982,7 +982,7 @@ int distc_addprocs(const distc_addprocs_opts *o, int *ids) {
   distc__startup_run run = {
       .exename = exename,
       .argv = C->argv ? C->argv : fallback_argv,
-      .dir = o->dir,
+      .dir = o->dir ? o->dir : st.workdir,
       .env = o->env,
       .master_addr = master_addr,
       .local_addr = C->local_fd >= 0 ? C->local_addr : NULL,

@@ -55,7 +55,7 @@ static char *slurp(const char *path) {
  * the test cannot leak into a case. */
 static void clear_env(void) {
   static const char *const prefixes[] = {"DISTC_", "SLURM_", "PBS_", "PE_",
-                                         "LSB_"};
+                                         "LSB_", "NCPUS=", "OMP_NUM_THREADS="};
   for (;;) {
     bool again = false;
     for (char **e = environ; e && *e && !again; e++)
@@ -87,6 +87,8 @@ static void print_host(FILE *f, const distc_host *h) {
     fprintf(f, " dir=%s", h->dir);
   if (h->exename)
     fprintf(f, " exename=%s", h->exename);
+  if (h->cpus)
+    fprintf(f, " cpus=%d", h->cpus);
   fputc('\n', f);
 }
 
@@ -188,6 +190,8 @@ static bool matches(const char *expect, const char *got, const char *dir) {
 
 static void one(const char *root, const char *name) {
   char dir[PATH_MAX], path[PATH_MAX + 16], cwd[PATH_MAX];
+  char *keys[256]; /* what the case's env set, unset after it */
+  int nkeys = 0;
   snprintf(dir, sizeof dir, "%s/%s", root, name);
   snprintf(path, sizeof path, "%s/args", dir);
   char *args = slurp(path);
@@ -209,6 +213,8 @@ static void one(const char *root, const char *name) {
       continue;
     *eq = '\0';
     setenv(l, eq + 1, 1);
+    if (nkeys < 256)
+      keys[nkeys++] = l;
   }
   if (getcwd(cwd, sizeof cwd) == NULL || chdir(dir) != 0) {
     failed++;
@@ -234,6 +240,8 @@ static void one(const char *root, const char *name) {
   }
   free(got);
 free_all:
+  for (int i = 0; i < nkeys; i++)
+    unsetenv(keys[i]);
   free(args);
   free(expect);
   free(env);
