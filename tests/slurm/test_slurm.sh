@@ -28,7 +28,8 @@ if [ "$TESTBED_SLURM_MODE" != netns ]; then
   echo "the SLURM testbed runs one local node (no namespaces): skipping"
   exit 77
 fi
-export PATH="$(dirname "$launch"):$PATH"
+PATH="$(dirname "$launch"):$PATH"
+export PATH
 login=$(hostname)
 chmod 755 "$tmp"
 cd "$tmp" || exit 1
