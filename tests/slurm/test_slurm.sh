@@ -91,6 +91,10 @@ timeout 60 salloc -Q -N2 -J distc-dry "$launch" --dry-run "$prog" where >dry.out
 check "--dry-run: the srun line" 'grep -q "srun --jobid=.*--nodelist=node1,node2" dry.out'
 check "--dry-run: nothing ran" '! grep -q "^worker" dry.out'
 
+#    --master-addr overrides the route.
+timeout 60 salloc -Q -N2 -J distc-maddr "$launch" --dry-run --master-addr 192.0.2.77 "$prog" where >maddr.out 2>&1
+check "--master-addr: the workers dial it" 'grep -q "workers dial 192.0.2.77:[^ ]* (--master-addr)" maddr.out'
+
 # 4. -p: spread over the allocation; more than it holds is an error.
 timeout 60 salloc -Q -N2 --ntasks-per-node=2 -J distc-p3 "$launch" -p 3 "$prog" where >p3.out 2>&1
 check "-p 3: 2 workers on node1" '[ "$(count "^worker [0-9]* on node1$" p3.out)" = 2 ]'
@@ -129,6 +133,18 @@ timeout 60 salloc -Q -N2 --ntasks-per-node=1 -J distc-cancel "$launch" "$prog" h
 sa=$!
 wait_for '^ready' 300 cancel.out
 check "scancel (salloc): the run was up" 'grep -q "^ready" cancel.out'
+# The secret (64 hex digits on srun's stdin) is in no command line or
+# environment of srun, the proxies or the workers.
+no_secret() {
+  local p pids
+  pids="$(pgrep -x srun) $(pgrep -f slurm_prog)"
+  for p in $pids; do
+    { tr '\0' '\n' <"/proc/$p/cmdline"; tr '\0' '\n' <"/proc/$p/environ"; } \
+      2>/dev/null | grep -qE '[0-9a-f]{64}' && return 1
+  done
+  [ -n "${pids// /}" ]
+}
+check "no secret in srun's, the proxies' or the workers' argv and environment" 'no_secret'
 scancel -n distc-cancel
 check "scancel (salloc): no process on the nodes after 5 s" 'nodes_clear 50'
 for _ in $(seq 50); do alive "$sa" || break; sleep 0.1; done
