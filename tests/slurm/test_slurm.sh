@@ -126,6 +126,15 @@ timeout 60 salloc -Q -N2 -J distc-exit "$launch" "$prog" exit 7 >exit.out 2>&1
 rc=$?
 check "master exit 7: distc-launch exits 7 (got $rc)" '[ "$rc" = 7 ]'
 
+#    A worker that exits by itself with 5, the master with 0: srun's rule,
+#    the highest status; the worker is named with its node.
+timeout 60 salloc -Q -N2 -J distc-wexit "$launch" "$prog" worker-exit 5 >wexit.out 2>&1
+rc=$?
+check "worker exits 5, master 0: distc-launch exits 5 (got $rc)" '[ "$rc" = 5 ]'
+check "worker exits 5: reported with its node" \
+  'grep -q "distc-launch: worker 1 (pid [0-9]* on node2) exited with status 5" wexit.out'
+[ "$fail" = 0 ] || cat wexit.out
+
 # 7. scancel mid-run, from salloc: the step ends, the launcher stops the
 #    master and exits non-zero.
 timeout 60 salloc -Q -N2 --ntasks-per-node=1 -J distc-cancel "$launch" "$prog" hang \
