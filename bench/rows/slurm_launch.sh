@@ -19,9 +19,12 @@ slurm_launch_die() {
 row_slurm_launch() {
   local runs=${SLURM_LAUNCH_RUNS:-7} tb=$REPO_DIR/tests/slurm/testbed.sh out
   SLURM_LAUNCH_STARTED=0
+  # The cluster is shared with the slurm tests; take turns with them.
+  exec 7>"${DISTC_SLURM_TESTBED_DIR:-${TMPDIR:-/tmp}/distc-slurm-testbed}.lock"
+  flock -w 900 7 || bench_die "slurm_launch: the SLURM testbed stayed busy"
   if ! "$tb" status; then
     SLURM_LAUNCH_STARTED=1
-    "$tb" start >&2 || slurm_launch_die "the SLURM testbed did not start"
+    "$tb" start >&2 7>&- || slurm_launch_die "the SLURM testbed did not start"
   fi
   eval "$("$tb" env)"
   out=$(mktemp)
@@ -47,6 +50,7 @@ row_slurm_launch() {
     "${MPIRUN[@]}" --mca btl self,tcp >"$out" ||
     { rm -f "$out"; slurm_launch_die "a run failed"; }
   if ((SLURM_LAUNCH_STARTED)); then "$tb" stop; fi
+  flock -u 7
   local d m s
   # shellcheck disable=SC2046 # one number per word
   d=$(median $(awk '$1 == "d" { print $2 }' "$out") | awk '{ print $1 / 1000 }')

@@ -9,9 +9,14 @@ launch=$1 prog=$2 testbed=$3 job_sbatch=$4
 # shellcheck source=../lib.sh
 . "$(dirname "$0")/../lib.sh"
 
+# Takes turns with the other users of the cluster (the conformance suite,
+# the benchmark, other checkouts' tests): they count processes on the nodes
+# and fill them.
+exec 9>"${DISTC_SLURM_TESTBED_DIR:-${TMPDIR:-/tmp}/distc-slurm-testbed}.lock"
+flock -w 900 9 || { echo "the SLURM testbed stayed busy for 15 min"; exit 1; }
 started_here=0
 if ! "$testbed" status; then
-  if ! "$testbed" start; then
+  if ! "$testbed" start 9>&-; then
     echo "the SLURM testbed does not start here (needs root and SLURM); skipping"
     exit 77
   fi
