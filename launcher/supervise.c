@@ -120,6 +120,10 @@ typedef struct run {
   int dead_index;
   pid_t dead_pid;
   int dead_status;
+  /* The highest status a worker exited with by itself once the cluster
+   * was up: srun's rule makes it the run's status when it is higher than
+   * the master's. */
+  int worst_exit;
 } run;
 
 static double now_s(void) {
@@ -190,6 +194,9 @@ static void on_worker_exit(void *arg, int index, pid_t pid, int status) {
     fprintf(stderr, "distc-launch: worker %d (pid %ld) %s\n", index, (long)pid,
             what);
   }
+  if (r->ready && !r->tearing_down && status != -1 && WIFEXITED(status) &&
+      WEXITSTATUS(status) > r->worst_exit)
+    r->worst_exit = WEXITSTATUS(status);
   if (r->ready || r->tearing_down || r->worker_died)
     return;
   r->worker_died = true;
@@ -475,8 +482,12 @@ int distc__supervise(const distc__supervision *sv) {
         distc__manager_stop(m, SIGTERM, TERM_GRACE_S, on_worker_exit, &r);
         running = 0;
       }
-      if (running == 0)
-        return finish(&r, exit_code(r.master_status));
+      if (running == 0) {
+        /* As srun: the highest exit status of all, the master's 128+signal
+         * included. */
+        int code = exit_code(r.master_status);
+        return finish(&r, code > r.worst_exit ? code : r.worst_exit);
+      }
     }
   }
 }

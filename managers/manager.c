@@ -18,8 +18,9 @@
 static const distc__manager_def managers[] = {
     {"local", 0, &distc__resource_here, &distc__launch_spawn},
     {"ssh", 0, &distc__resource_hostlist, &distc__launch_ssh},
-    {"slurm", 20, &distc__resource_slurm, &distc__launch_srun},
     {"pbs", 10, &distc__resource_pbs, &distc__launch_ssh},
+    /* SLURM jobs may carry PBS variables (spank_pbs): the native one wins */
+    {"slurm", 20, &distc__resource_slurm, &distc__launch_srun},
 };
 
 /* How often distc__manager_stop() polls reap while it waits. */

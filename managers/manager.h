@@ -139,9 +139,6 @@ typedef struct distc__resource_ops {
   /* Its hosts are other hosts: the master must listen on an address they
    * can reach, and without -p no worker runs on this host. */
   bool remote;
-  /* -p N (nodes' `here`) is spread over its hosts (an allocation's nodes),
-   * so no worker runs on this host even with -p. */
-  bool spreads_procs;
   /* optional: takes one of `options` (value NULL for a flag) or a common
    * setting; DISTC_EINVAL with a message quoting a bad value. */
   int (*set_option)(void *state, const char *name, const char *value);

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -439,6 +440,15 @@ int distc__proxy_main(int argc, char **argv) {
       _exit(1);
     }
     snprintf(p.mux, sizeof p.mux, "@%s ", node);
+    /* One task per node: where SLURM binds tasks (task/affinity) it pins
+     * this one to a single CPU, and every worker would inherit that.  The
+     * workers are the node's share of the job: widen to all the CPUs the
+     * step's cpuset allows (the kernel drops the others). */
+    cpu_set_t all;
+    CPU_ZERO(&all);
+    for (int c = 0; c < CPU_SETSIZE; c++)
+      CPU_SET(c, &all);
+    sched_setaffinity(0, sizeof all, &all);
   }
   static const char *const ours[] = {DISTC_ENV_ROLE, DISTC_ENV_TIMEOUT,
                                      DISTC_ENV_PROXY_MUX};

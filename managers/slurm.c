@@ -377,7 +377,6 @@ const distc__resource_ops distc__resource_slurm = {
     .options = slurm_options,
     .state_size = sizeof(slurm_state),
     .remote = true,
-    .spreads_procs = true,
     .set_option = slurm_set_option,
     .detect = slurm_detect,
     .nodes = slurm_nodes,

@@ -4,7 +4,9 @@
  *
  * The step is
  *   srun --jobid=J --nodes=K --ntasks=K --ntasks-per-node=1 --nodelist=LIST
- *        --kill-on-bad-exit=1 --overlap --input=all --mpi=none PROGRAM ARGS
+ *        --kill-on-bad-exit=1 --overlap --input=all --mpi=none
+ *        /bin/sh -c CHECK distc-proxy DIR PROGRAM ARGS
+ * (CHECK: check_sh below)
  * --overlap lets it share the job's CPUs with the batch step and with a
  * later step (distc_addprocs) on SLURM 22.05, where steps are exclusive
  * otherwise; a step takes all of the job's CPUs on its nodes by default, so
@@ -494,6 +496,20 @@ static int plan_nodes(srun_state *s, const distc_launch_spec *spec) {
   return 0;
 }
 
+/* What each task runs first: into the directory, a check that the program
+ * is there, then the program (as the proxy).  A node that lacks either
+ * says so on its own line ("fail nodir|noexe|noexec", proxy.h), so the
+ * error names that node even though --kill-on-bad-exit ends the others
+ * before they can answer.  $1: directory ("" to stay), $2: program. */
+static const char check_sh[] =
+    "p=\"@$SLURMD_NODENAME\"; d=$1; x=$2; shift 2; "
+    "if [ -n \"$d\" ]; then cd \"$d\" 2>/dev/null || "
+    "{ echo \"$p fail nodir\"; exit 1; }; fi; "
+    "case $x in */*) [ -f \"$x\" ] || { echo \"$p fail noexe\"; exit 1; }; "
+    "[ -x \"$x\" ] || { echo \"$p fail noexec\"; exit 1; } ;; "
+    "*) command -v \"$x\" >/dev/null 2>&1 || "
+    "{ echo \"$p fail noexe\"; exit 1; } ;; esac; exec \"$x\" \"$@\"";
+
 static int build_argv(const srun_state *s, const distc_launch_spec *spec,
                       const char *job, strv *a) {
   int rc = strv_add(a, "srun");
@@ -524,8 +540,16 @@ static int build_argv(const srun_state *s, const distc_launch_spec *spec,
     rc = strv_add(a, "--input=all");
   if (!rc)
     rc = strv_add(a, "--mpi=none");
-  if (!rc && spec->dir)
-    rc = strv_add(a, "--chdir=%s", spec->dir);
+  if (!rc)
+    rc = strv_add(a, "/bin/sh");
+  if (!rc)
+    rc = strv_add(a, "-c");
+  if (!rc)
+    rc = strv_add(a, "%s", check_sh);
+  if (!rc)
+    rc = strv_add(a, "distc-proxy");
+  if (!rc)
+    rc = strv_add(a, "%s", spec->dir ? spec->dir : "");
   if (!rc)
     rc = strv_add(a, "%s", spec->exename);
   for (int i = 1; !rc && spec->argv[i]; i++)

@@ -8,6 +8,8 @@
  *   slurm_prog noop           one no-op call on each worker (the benchmark)
  *   slurm_prog addprocs N     where, then distc_addprocs of N workers with
  *                             the slurm manager, where again
+ *   slurm_prog worker-exit N  where, then the last worker exits with status
+ *                             N by itself; the master ends with 0
  *
  * Each node of the testbed has its own hostname (UTS namespace), so the
  * host a worker names is the node it runs on. */
@@ -33,6 +35,12 @@ DISTC_FUNCTION(hostname) {
   if (gethostname(h, sizeof h) != 0)
     strcpy(h, "?");
   return distc_string(h);
+}
+
+DISTC_FUNCTION(exit_with) {
+  (void)ctx;
+  fflush(stdout);
+  _exit((int)distc_value_int(distc_list_at(args, 0)));
 }
 
 DISTC_FUNCTION(noop) {
@@ -95,6 +103,14 @@ int main(int argc, char **argv) {
     }
     printf("added %d\n", k);
     print_where();
+  } else if (strcmp(what, "worker-exit") == 0 && argc > 2) {
+    print_where();
+    int ids[MAXW], n = workers(ids);
+    distc_value *a = distc_listv(1, distc_int(atoi(argv[2]))), *v = NULL;
+    /* fails: the worker is gone before it answers */
+    distc_remotecall_fetch(ids[n - 1], "exit_with", a, &v);
+    distc_value_free(v);
+    distc_value_free(a);
   } else {
     fprintf(stderr, "slurm_prog: unknown case '%s'\n", what);
     return 2;

@@ -9,9 +9,14 @@ launch=$1 prog=$2 testbed=$3 job_sbatch=$4
 # shellcheck source=../lib.sh
 . "$(dirname "$0")/../lib.sh"
 
+# Takes turns with the other users of the cluster (the conformance suite,
+# the benchmark, other checkouts' tests): they count processes on the nodes
+# and fill them.
+exec 9>"${DISTC_SLURM_TESTBED_DIR:-${TMPDIR:-/tmp}/distc-slurm-testbed}.lock"
+flock -w 900 9 || { echo "the SLURM testbed stayed busy for 15 min"; exit 1; }
 started_here=0
 if ! "$testbed" status; then
-  if ! "$testbed" start; then
+  if ! "$testbed" start 9>&-; then
     echo "the SLURM testbed does not start here (needs root and SLURM); skipping"
     exit 77
   fi
@@ -28,7 +33,8 @@ if [ "$TESTBED_SLURM_MODE" != netns ]; then
   echo "the SLURM testbed runs one local node (no namespaces): skipping"
   exit 77
 fi
-export PATH="$(dirname "$launch"):$PATH"
+PATH="$(dirname "$launch"):$PATH"
+export PATH
 login=$(hostname)
 chmod 755 "$tmp"
 cd "$tmp" || exit 1
@@ -48,8 +54,15 @@ nodes_clear() {
   for _ in $(seq "$1"); do [ "$(on_nodes)" = 0 ] && return 0; sleep 0.1; done
   return 1
 }
-# Our jobs' steps still known to the controller.
-steps_left() { squeue -h -s -n "$1" 2>/dev/null | wc -l; }
+# Whether no step of job name $1 is known to the controller within 5 s
+# (a step of a job that just ended stays listed while it completes).
+no_steps() {
+  for _ in $(seq 50); do
+    [ "$(squeue -h -s -n "$1" 2>/dev/null | wc -l)" = 0 ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
 count() { grep -c "$1" "$2"; }
 
 # 1. The contrib template, as is, with sbatch: 2 nodes x 4 tasks.
@@ -83,6 +96,10 @@ timeout 60 salloc -Q -N2 -J distc-dry "$launch" --dry-run "$prog" where >dry.out
 check "--dry-run: the srun line" 'grep -q "srun --jobid=.*--nodelist=node1,node2" dry.out'
 check "--dry-run: nothing ran" '! grep -q "^worker" dry.out'
 
+#    --master-addr overrides the route.
+timeout 60 salloc -Q -N2 -J distc-maddr "$launch" --dry-run --master-addr 192.0.2.77 "$prog" where >maddr.out 2>&1
+check "--master-addr: the workers dial it" 'grep -q "workers dial 192.0.2.77:[^ ]* (--master-addr)" maddr.out'
+
 # 4. -p: spread over the allocation; more than it holds is an error.
 timeout 60 salloc -Q -N2 --ntasks-per-node=2 -J distc-p3 "$launch" -p 3 "$prog" where >p3.out 2>&1
 check "-p 3: 2 workers on node1" '[ "$(count "^worker [0-9]* on node1$" p3.out)" = 2 ]'
@@ -104,15 +121,24 @@ rc=$?
 nsenter --mount --target "$hidden" umount "$tmp/bin" && hidden=
 check "exename missing on node2: non-zero (got $rc)" '[ "$rc" != 0 ]'
 check "exename missing on node2: the error names node2" \
-  'grep -q "distc-launch: .*did not start on node2" noexe.out'
+  'grep -q "distc-launch: node2: the program .*slurm_prog is not there" noexe.out'
 check "exename missing on node2: nothing left running" 'nodes_clear 50'
-check "exename missing on node2: no step left" '[ "$(steps_left distc-noexe)" = 0 ]'
+check "exename missing on node2: no step left" 'no_steps distc-noexe'
 [ "$fail" = 0 ] || cat noexe.out
 
 # 6. The master's exit status is distc-launch's.
 timeout 60 salloc -Q -N2 -J distc-exit "$launch" "$prog" exit 7 >exit.out 2>&1
 rc=$?
 check "master exit 7: distc-launch exits 7 (got $rc)" '[ "$rc" = 7 ]'
+
+#    A worker that exits by itself with 5, the master with 0: srun's rule,
+#    the highest status; the worker is named with its node.
+timeout 60 salloc -Q -N2 -J distc-wexit "$launch" "$prog" worker-exit 5 >wexit.out 2>&1
+rc=$?
+check "worker exits 5, master 0: distc-launch exits 5 (got $rc)" '[ "$rc" = 5 ]'
+check "worker exits 5: reported with its node" \
+  'grep -q "distc-launch: worker 1 (pid [0-9]* on node2) exited with status 5" wexit.out'
+[ "$fail" = 0 ] || cat wexit.out
 
 # 7. scancel mid-run, from salloc: the step ends, the launcher stops the
 #    master and exits non-zero.
@@ -121,6 +147,18 @@ timeout 60 salloc -Q -N2 --ntasks-per-node=1 -J distc-cancel "$launch" "$prog" h
 sa=$!
 wait_for '^ready' 300 cancel.out
 check "scancel (salloc): the run was up" 'grep -q "^ready" cancel.out'
+# The secret (64 hex digits on srun's stdin) is in no command line or
+# environment of srun, the proxies or the workers.
+no_secret() {
+  local p pids
+  pids="$(pgrep -x srun) $(pgrep -f slurm_prog)"
+  for p in $pids; do
+    { tr '\0' '\n' <"/proc/$p/cmdline"; tr '\0' '\n' <"/proc/$p/environ"; } \
+      2>/dev/null | grep -qE '[0-9a-f]{64}' && return 1
+  done
+  [ -n "${pids// /}" ]
+}
+check "no secret in srun's, the proxies' or the workers' argv and environment" 'no_secret'
 scancel -n distc-cancel
 check "scancel (salloc): no process on the nodes after 5 s" 'nodes_clear 50'
 for _ in $(seq 50); do alive "$sa" || break; sleep 0.1; done

@@ -3,13 +3,16 @@
 # allocation of two nodes x 2 tasks made with `salloc --no-shell`, its
 # variables exported as salloc exports them to its shell, so each launch
 # below runs "inside" it; -p N spreads N workers over the two nodes.
-# Starts (and stops) the testbed when nobody else did.
+# Takes turns with the other users of the testbed, and starts (and stops)
+# it when nobody else did.
 TB=$SRC/../slurm/testbed.sh
 driver_started=0
 driver_job=
 driver_setup() {
+  exec 9>"${DISTC_SLURM_TESTBED_DIR:-${TMPDIR:-/tmp}/distc-slurm-testbed}.lock"
+  flock -w 900 9 || return 1
   if ! "$TB" status >/dev/null 2>&1; then
-    "$TB" start >&2 || return 1
+    "$TB" start >&2 9>&- || return 1
     driver_started=1
   fi
   eval "$("$TB" env)"
