@@ -194,8 +194,8 @@ static void on_worker_exit(void *arg, int index, pid_t pid, int status) {
     fprintf(stderr, "distc-launch: worker %d (pid %ld) %s\n", index, (long)pid,
             what);
   }
-  if (r->ready && !r->tearing_down && status != -1 && WIFEXITED(status) &&
-      WEXITSTATUS(status) > r->worst_exit)
+  if (r->sv->m->lau.worker_status && r->ready && !r->tearing_down &&
+      status != -1 && WIFEXITED(status) && WEXITSTATUS(status) > r->worst_exit)
     r->worst_exit = WEXITSTATUS(status);
   if (r->ready || r->tearing_down || r->worker_died)
     return;
@@ -483,8 +483,8 @@ int distc__supervise(const distc__supervision *sv) {
         running = 0;
       }
       if (running == 0) {
-        /* As srun: the highest exit status of all, the master's 128+signal
-         * included. */
+        /* As srun (for launch halves that say so): the highest exit
+         * status of all, the master's 128+signal included. */
         int code = exit_code(r.master_status);
         return finish(&r, code > r.worst_exit ? code : r.worst_exit);
       }

@@ -162,6 +162,10 @@ typedef struct distc__launch_ops {
   const char *title; /* heading of its options in --help */
   const distc__option *options;
   size_t state_size;
+  /* The run's exit status is the highest of the master's and of a worker
+   * that exited by itself, as srun's is (a batch system's users expect
+   * it); otherwise the master's alone, as Julia's. */
+  bool worker_status;
   /* optional: as the resource half's. */
   int (*set_option)(void *state, const char *name, const char *value);
   /* optional: reaches the hosts before the count is decided: settles

@@ -913,6 +913,7 @@ const distc__launch_ops distc__launch_srun = {
     .title = "starting workers with one srun step (a proxy per node)",
     .options = srun_options,
     .state_size = sizeof(srun_state),
+    .worker_status = true,
     .set_option = srun_set_option,
     .launch = srun_launch,
     .signal = srun_signal,

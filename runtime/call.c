@@ -473,6 +473,10 @@ answer:
   /* Whatever the function printed goes out before its answer, so the
    * caller sees a call's output before fetch returns. */
   distc__output_drain(c);
+  /* The run ends before the answer goes: once it is sent, the caller may
+   * close its span before this thread runs again (a large answer's sending
+   * is a transfer span of its own). */
+  uint64_t t_end = distc__tracing() ? distc__trace_now() : 0;
   if (f->h.flags & DISTC__F_NORESULT) {
     if (err)
       distc__log(DISTC__LOG_ERROR, "remote_do: %s", msg ? msg : "failed");
@@ -495,11 +499,12 @@ answer:
     if (rc && rc != DISTC_EPROCEXIT)
       send_error(c, f->h.id, rc, distc_errmsg(), 0);
   }
-  if (distc__tracing())
-    distc__trace_span(call_cat(name), name[0] ? name : "malformed call", t0,
-                      "\"from\":%d,\"bytes_in\":%u,\"bytes_out\":%zu,"
-                      "\"error\":%d",
-                      c->id, f->h.len, out_bytes, err);
+  if (t_end)
+    distc__trace_span_at(call_cat(name), name[0] ? name : "malformed call", t0,
+                         t_end,
+                         "\"from\":%d,\"bytes_in\":%u,\"bytes_out\":%zu,"
+                         "\"error\":%d",
+                         c->id, f->h.len, out_bytes, err);
   distc_value_free(result);
   free(msg);
 }
