@@ -277,6 +277,8 @@ int main(int argc, char **argv) {
     goto close_listener;
   }
 
+  /* The progress line names a host still connecting; not for a dry run. */
+  char *worker_hosts = o.dry_run ? NULL : distc__startup_hostmap(&st, started);
   distc__master_spec ms = {
       .path = o.program,
       .argv = o.argv,
@@ -293,6 +295,7 @@ int main(int argc, char **argv) {
       .join_addr = door_wanted ? door.addr : NULL,
       .join_key = door_wanted ? door.key : NULL,
       .min_workers = o.min_workers,
+      .worker_hosts = worker_hosts,
   };
   if (o.submit != NULL) {
     /* Every worker of every job, unless said otherwise; queue time is the
@@ -302,6 +305,7 @@ int main(int argc, char **argv) {
     ms.timeout_s = 1e7;
   }
   rc = distc__spawn_master(&ms, &master, &control_fd);
+  free(worker_hosts);
   if (rc != 0) {
     code = fail(DISTC__EXIT_FAILURE);
     distc__manager_stop(&st.m, SIGKILL, 0, NULL, NULL);

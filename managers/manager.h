@@ -46,6 +46,10 @@
 #define DISTC_ENV_CONTROL_FD "DISTC_CONTROL_FD" /* master: reports to launcher */
 #define DISTC_ENV_TIMEOUT "DISTC_TIMEOUT"     /* seconds to wait for workers */
 #define DISTC_SECRET_LEN 32
+/* master: the start-up plan's hosts in launch-index order, "host:count,..."
+ * (names the host still connecting in the progress line); unset when the
+ * plan and the indices may differ */
+#define DISTC_ENV_WORKER_HOSTS "DISTC_WORKER_HOSTS"
 /* Elastic join (join_door.c).  A worker started by anyone dials the join
  * address with the path of the key file; neither is a secret. */
 #define DISTC_ENV_JOIN "DISTC_JOIN"           /* worker: host:port to join */
@@ -317,6 +321,11 @@ typedef struct distc__startup_run {
 int distc__startup_launch(distc__startup *st, const distc__startup_run *run);
 /* Frees the plan's host list (not the manager). */
 void distc__startup_free(distc__startup *st);
+/* The plan's hosts in launch-index order, "host:count,host:count" (this
+ * host's workers first, as every launch half numbers them), for the
+ * master's progress line; malloc'd, NULL when started differs from the
+ * plan (a host left out) or out of memory. */
+char *distc__startup_hostmap(const distc__startup *st, int started);
 
 /* ---- this host (cores.c) ---------------------------------------------------- */
 
@@ -361,6 +370,7 @@ typedef struct distc__master_spec {
   const char *join_addr;
   const char *join_key;
   int min_workers;
+  const char *worker_hosts; /* distc__startup_hostmap's, or NULL */
 } distc__master_spec;
 
 /* Starts the master in our process group with the DISTC_* master contract.

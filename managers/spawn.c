@@ -533,6 +533,9 @@ int distc__spawn_master(const distc__master_spec *ms, pid_t *pid,
   }
   if (rc == 0 && ms->min_workers >= 0)
     rc = envv_setf(&add, "%s=%d", DISTC_ENV_MIN_WORKERS, ms->min_workers);
+  /* Only for the progress line: not worth a line of a dry run. */
+  if (rc == 0 && ms->worker_hosts != NULL && !ms->dry_run)
+    rc = envv_setf(&add, "%s=%s", DISTC_ENV_WORKER_HOSTS, ms->worker_hosts);
   if (rc != 0)
     goto nomem;
 

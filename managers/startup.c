@@ -178,3 +178,31 @@ void distc__startup_free(distc__startup *st) {
   st->hosts = NULL;
   st->nhosts = 0;
 }
+
+char *distc__startup_hostmap(const distc__startup *st, int started) {
+  if (started != st->count || st->count <= 0)
+    return NULL;
+  size_t cap = 1;
+  for (int i = 0; i < st->nhosts; i++)
+    cap += strlen(st->hosts[i].name) + 16;
+  char *s = malloc(cap), *p = s;
+  if (s == NULL)
+    return NULL;
+  *s = '\0';
+  /* As the launch halves number them: this host's workers, then each
+   * other host's in order, until the count is reached. */
+  int left = st->count;
+  for (int pass = 0; pass < 2; pass++) {
+    for (int i = 0; i < st->nhosts && left > 0; i++) {
+      int n = st->hosts[i].slots > 0 ? st->hosts[i].slots : 0;
+      if (n > left)
+        n = left;
+      if (n <= 0 || st->hosts[i].here != (pass == 0))
+        continue;
+      left -= n;
+      p += snprintf(p, cap - (size_t)(p - s), "%s%s:%d", p > s ? "," : "",
+                    st->hosts[i].name, n);
+    }
+  }
+  return s;
+}

@@ -893,15 +893,29 @@ static void report(const char *word, const char *msg) {
   control_fd = -1;
 }
 
+/* How many of the launch indices [first, first + n) have joined. */
+static int joined_in(int first, int n) {
+  distc__cluster *C = &distc__C;
+  int joined = 0;
+  pthread_mutex_lock(&C->lock);
+  for (int i = first; i < first + n; i++) {
+    int id = DISTC_INDEX_TO_ID(i);
+    joined += id < C->conncap && C->conns[id] != NULL;
+  }
+  pthread_mutex_unlock(&C->lock);
+  return joined;
+}
+
 /* Waits until every index in [first, first + n) has joined, a worker was
  * refused, or the deadline passes; alive (may be NULL) says whether the
- * workers are still running.  Returns 0 or an error with its message. */
+ * workers are still running; hosts (may be NULL) maps the indices to their
+ * hosts for the progress line.  Returns 0 or an error with its message. */
 static int await_workers(int first, int n, double deadline,
-                         bool (*alive)(void *), void *arg) {
+                         bool (*alive)(void *), void *arg, const char *hosts) {
   distc__cluster *C = &distc__C;
   int rc = 0, joined = 0;
   distc__launch_progress lp;
-  distc__launch_progress_start(&lp, n);
+  distc__launch_progress_start(&lp, first, n, hosts, joined_in);
   pthread_mutex_lock(&C->lock);
   for (;;) {
     joined = 0;
@@ -1058,7 +1072,8 @@ int distc__master_init(void) {
     if (rc >= 0)
       rc = 0;
   } else {
-    rc = await_workers(0, nworkers, distc__now() + timeout * 1e9, NULL, NULL);
+    rc = await_workers(0, nworkers, distc__now() + timeout * 1e9, NULL, NULL,
+                       getenv(DISTC_ENV_WORKER_HOSTS));
   }
   if (rc < 0) {
     report("fail", distc_errmsg());
@@ -1192,6 +1207,7 @@ int distc_addprocs(const distc_addprocs_opts *o, int *ids) {
   };
   if ((rc = distc__startup_launch(&st, &run)) < 0)
     goto close_manager;
+  char *hosts = distc__startup_hostmap(&st, started);
   distc__startup_free(&st);
   C->managers[C->nmanagers++] = st.m;
   m = &C->managers[C->nmanagers - 1];
@@ -1199,7 +1215,8 @@ int distc_addprocs(const distc_addprocs_opts *o, int *ids) {
   count = started; /* the indices after them are never used */
   batch b = {m, first, count, 0, 0};
   rc = await_workers(first, count, distc__now() + timeout * 1e9,
-                     batch_alive, &b);
+                     batch_alive, &b, hosts);
+  free(hosts);
   if (rc < 0) {
     /* A local worker the dynamic loader could not start: say why. */
     if (b.exited_early && !distc__manager_remote(m) &&

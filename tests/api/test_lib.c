@@ -277,6 +277,10 @@ int main(int argc, char **argv) {
   const char *role = getenv("DISTC_ROLE");
   if (!strcmp(name, "slow-start") && role && !strcmp(role, "worker"))
     sleep(1);
+  /* slow-start-last: only the last of the two workers is late. */
+  const char *index = getenv("DISTC_WORKER_INDEX");
+  if (!strcmp(name, "slow-start-last") && index && atoi(index) == 1)
+    sleep(2);
   if (distc_init(&argc, &argv) < 0) {
     printf("distc_init: %s\n", distc_errmsg());
     return 1;
@@ -287,7 +291,8 @@ int main(int argc, char **argv) {
     case_trace_work();
   } else if (!strcmp(name, "trace-addprocs")) {
     case_trace_addprocs();
-  } else if (!strcmp(name, "slow-start")) {
+  } else if (!strcmp(name, "slow-start") ||
+             !strcmp(name, "slow-start-last")) {
     CHECK(distc_nworkers() == 2, "%d workers", distc_nworkers());
   } else if (!strcmp(name, "stats")) {
     case_stats();
