@@ -171,14 +171,21 @@ static void report_departure(run *r, int index, int status) {
   }
   if (r->master_done)
     return;
-  char what[128];
+  /* A worker on another host is named with it: its pid means nothing
+   * here, and which host misbehaves is the first thing to know. */
+  const char *host = distc__manager_host_of(r->sv->m, index);
+  char on[352] = "";
+  if (host != NULL)
+    snprintf(on, sizeof on, " on %s", host);
+  char what[512];
   if (status == -1)
-    snprintf(what, sizeof what, "exited (status unknown)");
+    snprintf(what, sizeof what, "exited (status unknown)%s", on);
   else if (WIFEXITED(status))
-    snprintf(what, sizeof what, "exited with status %d", WEXITSTATUS(status));
+    snprintf(what, sizeof what, "exited with status %d%s",
+             WEXITSTATUS(status), on);
   else if (WIFSIGNALED(status))
-    snprintf(what, sizeof what, "exited with signal %d (%s)%s",
-             WTERMSIG(status), strsignal(WTERMSIG(status)),
+    snprintf(what, sizeof what, "exited with signal %d (%s)%s%s",
+             WTERMSIG(status), strsignal(WTERMSIG(status)), on,
              WCOREDUMP(status) ? ", core dumped" : "");
   else
     return;

@@ -337,6 +337,13 @@ else
   kill -9 "$LPID" 2>/dev/null
 fi
 
+# ---- departures name their host ----------------------------------------------
+
+launch -p 1 --hosts node1:1,node2:1 "$PROG" segv
+check "a remote worker's segfault fails its call naming the signal" grep -q "^segv ok" "$T/out"
+check "... and the launcher reports it with its host" \
+  grep -qE "^From worker 4: exited with signal 11 \(Segmentation fault\) on node2(, core dumped)?$" "$T/err"
+
 # ---- failures name the host and never hang ---------------------------------
 
 launch --hosts node1:1,ghost:1 --timeout 2 "$PROG" where
