@@ -12,6 +12,8 @@
  *                             the worker is killed on its host
  *   ssh_prog addprocs HOSTS SSH_CONFIG [OPTION...]
  *                             without distc-launch: distc_addprocs over SSH
+ *   ssh_prog addprocs-stop HOSTS SSH_CONFIG
+ *                             stop, with workers distc_addprocs started
  *
  * A worker identifies its host by its network namespace (each test host is
  * one), so the tests can tell where every worker ran. */
@@ -425,6 +427,24 @@ int main(int argc, char **argv) {
     fflush(stdout);
     for (;;)
       pause();
+  } else if (strcmp(what, "addprocs-stop") == 0 && argc >= 4) {
+    /* The same without distc-launch: the master's own manager kills it. */
+    char cfg[4096];
+    snprintf(cfg, sizeof cfg, "ssh-config=%s", argv[3]);
+    const char *opts[2] = {cfg, NULL};
+    distc_addprocs_opts o = {
+        .count = 0, .hosts = argv[2], .manager_options = opts,
+        .timeout_s = 20};
+    int added[MAXW];
+    int k = distc_addprocs(&o, added);
+    if (k < 1) {
+      fprintf(stderr, "ssh_prog: addprocs: %s\n", distc_errmsg());
+      return 3;
+    }
+    int bad = run_stop(added[k - 1]);
+    printf("stop %s\n", bad ? "FAILED" : "ok");
+    if (bad)
+      return 1;
   } else if (strcmp(what, "addprocs") == 0 && argc >= 4) {
     /* argv[3..]: manager options; argv[3] is the ssh config. */
     char cfg[4096];
