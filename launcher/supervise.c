@@ -171,14 +171,21 @@ static void report_departure(run *r, int index, int status) {
   }
   if (r->master_done)
     return;
-  char what[128];
+  /* A worker on another host is named with it: its pid means nothing
+   * here, and which host misbehaves is the first thing to know. */
+  const char *host = distc__manager_host_of(r->sv->m, index);
+  char on[352] = "";
+  if (host != NULL)
+    snprintf(on, sizeof on, " on %s", host);
+  char what[512];
   if (status == -1)
-    snprintf(what, sizeof what, "exited (status unknown)");
+    snprintf(what, sizeof what, "exited (status unknown)%s", on);
   else if (WIFEXITED(status))
-    snprintf(what, sizeof what, "exited with status %d", WEXITSTATUS(status));
+    snprintf(what, sizeof what, "exited with status %d%s",
+             WEXITSTATUS(status), on);
   else if (WIFSIGNALED(status))
-    snprintf(what, sizeof what, "exited with signal %d (%s)%s",
-             WTERMSIG(status), strsignal(WTERMSIG(status)),
+    snprintf(what, sizeof what, "exited with signal %d (%s)%s%s",
+             WTERMSIG(status), strsignal(WTERMSIG(status)), on,
              WCOREDUMP(status) ? ", core dumped" : "");
   else
     return;
@@ -298,6 +305,7 @@ static void read_control(run *r) {
     r->ctl[r->ctl_len - 1] = '\n'; /* overlong: cut it */
 
   char *nl;
+  int index;
   while ((nl = memchr(r->ctl, '\n', r->ctl_len)) != NULL) {
     *nl = '\0';
     if (strcmp(r->ctl, "ready") == 0 && r->phase == STARTING) {
@@ -306,6 +314,17 @@ static void read_control(run *r) {
       if (r->sv->verbose)
         fprintf(stderr, "distc-launch: all %d workers connected\n",
                 r->sv->nworkers);
+    } else if (sscanf(r->ctl, "lost %d", &index) == 1) {
+      /* The master lost this worker for silence and cannot reach it on
+       * another host: the manager that started it kills it there. */
+      int rc = distc__manager_kill_one(r->sv->m, index, SIGKILL);
+      if (r->sv->verbose) {
+        const char *host = distc__manager_host_of(r->sv->m, index);
+        fprintf(stderr, "distc-launch: worker %d (index %d) is unresponsive; "
+                "%s%s%s\n", DISTC_INDEX_TO_ID(index), index,
+                rc == 0 ? "killing it" : distc_errmsg(),
+                rc == 0 && host ? " on " : "", rc == 0 && host ? host : "");
+      }
     } else if (strncmp(r->ctl, "fail", 4) == 0 && r->phase == STARTING &&
                r->fail == NULL) {
       const char *msg = r->ctl + 4;

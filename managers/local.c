@@ -95,6 +95,16 @@ static int spawn_signal(void *state, int sig) {
   return 0;
 }
 
+static int spawn_kill_one(void *state, int index, int sig) {
+  spawn_state *s = state;
+  for (int i = 0; i < s->n; i++)
+    if (s->w[i].index == index && s->w[i].running) {
+      signal_worker(s->w[i].pid, sig);
+      return 0;
+    }
+  return DISTC_ENOENT;
+}
+
 static int spawn_reap(void *state, distc_exit_cb cb, void *arg) {
   spawn_state *s = state;
   int running = 0;
@@ -143,5 +153,6 @@ const distc__launch_ops distc__launch_spawn = {
     .launch = spawn_launch,
     .signal = spawn_signal,
     .reap = spawn_reap,
+    .kill_one = spawn_kill_one,
     .destroy = spawn_destroy,
 };

@@ -225,6 +225,19 @@ static int no_event_fd(void *state) {
   return -1;
 }
 
+static const char *no_host_of(void *state, int index) {
+  (void)state;
+  (void)index;
+  return NULL;
+}
+
+static int no_kill_one(void *state, int index, int sig) {
+  (void)state;
+  (void)sig;
+  return distc__seterr(DISTC_ENOTSUP,
+                       "this launcher cannot signal worker %d alone", index);
+}
+
 /* calloc(1, 0) may legally return NULL; a half without state still gets a
  * unique non-NULL pointer so NULL can mean "not open". */
 static void *new_state(size_t size) { return calloc(1, size ? size : 1); }
@@ -267,6 +280,10 @@ int distc__manager_open(distc_manager *m, const distc__manager_def *def,
     m->lau.prepare = default_prepare;
   if (m->lau.event_fd == NULL)
     m->lau.event_fd = no_event_fd;
+  if (m->lau.host_of == NULL)
+    m->lau.host_of = no_host_of;
+  if (m->lau.kill_one == NULL)
+    m->lau.kill_one = no_kill_one;
   if (m->lau.destroy == NULL)
     m->lau.destroy = default_destroy;
   m->rstate = new_state(m->res.state_size);
@@ -359,6 +376,14 @@ int distc__manager_reap(distc_manager *m, distc_exit_cb cb, void *arg) {
 
 int distc__manager_event_fd(distc_manager *m) {
   return m->lau.event_fd(m->lstate);
+}
+
+const char *distc__manager_host_of(distc_manager *m, int index) {
+  return m->lau.host_of(m->lstate, index);
+}
+
+int distc__manager_kill_one(distc_manager *m, int index, int sig) {
+  return m->lau.kill_one(m->lstate, index, sig);
 }
 
 bool distc__manager_remote(const distc_manager *m) { return m->res.remote; }

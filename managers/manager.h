@@ -189,6 +189,16 @@ typedef struct distc__launch_ops {
    * no SIGCHLD announces (workers on other hosts); -1 when none.  Owned by
    * the state; reap drains it. */
   int (*event_fd)(void *state);
+  /* optional: the host worker `index` runs on, as the user named it (for
+   * "From worker 5: ... on node2"); NULL when it runs on this host or the
+   * index is not this half's.  Owned by the state, valid until destroy.
+   * Default: NULL. */
+  const char *(*host_of)(void *state, int index);
+  /* optional: sends sig to the one worker `index` if it still runs (a
+   * worker lost for silence, which cannot be trusted to exit by itself);
+   * 0, or DISTC_ENOENT when the index is not this half's or has ended.
+   * Default: DISTC_ENOTSUP. */
+  int (*kill_one)(void *state, int index, int sig);
   /* optional: releases the state (after everything is reaped). */
   void (*destroy)(void *state);
 } distc__launch_ops;
@@ -247,6 +257,8 @@ int distc__manager_launch(distc_manager *m, const distc_launch_spec *spec);
 int distc__manager_signal(distc_manager *m, int sig);
 int distc__manager_reap(distc_manager *m, distc_exit_cb cb, void *arg);
 int distc__manager_event_fd(distc_manager *m);
+const char *distc__manager_host_of(distc_manager *m, int index);
+int distc__manager_kill_one(distc_manager *m, int index, int sig);
 bool distc__manager_remote(const distc_manager *m);
 const char *distc__manager_name(const distc_manager *m);
 /* Every registered manager's name, one a line (distc-launch

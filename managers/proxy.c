@@ -366,7 +366,7 @@ static int start_workers(proxy *p, int first, int count, char **argv) {
   return 0;
 }
 
-/* Serves "signal" lines and reports exits until every worker has ended or
+/* Serves "signal" and "kill" lines and reports exits until every worker has ended or
  * the manager's end of the channel closes. */
 static void serve(proxy *p) {
   for (;;) {
@@ -388,10 +388,16 @@ static void serve(proxy *p) {
       fill(p);
       char *line;
       while (take_line(p, &line)) {
+        int index, sig;
         if (strncmp(line, "signal ", 7) == 0) {
-          int sig = atoi(line + 7);
+          sig = atoi(line + 7);
           for (int i = 0; i < p->nw && sig > 0 && sig < NSIG; i++)
             if (p->w[i].running)
+              signal_worker(p->w[i].pid, sig);
+        } else if (sscanf(line, "kill %d %d", &index, &sig) == 2) {
+          /* Unreaped, so its pid still names it (reap reports it next). */
+          for (int i = 0; i < p->nw && sig > 0 && sig < NSIG; i++)
+            if (p->w[i].running && p->w[i].index == index)
               signal_worker(p->w[i].pid, sig);
         }
       }

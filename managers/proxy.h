@@ -24,6 +24,9 @@
  * then later
  *   start FIRST COUNT          start workers with these launch indices
  *   signal N                   send signal N to every worker still running
+ *   kill INDEX N               send signal N to that one worker if it runs
+ *                              (one the master lost for silence; an older
+ *                              proxy ignores the line)
  * and end of file, which stops every worker (TERM, then KILL after
  * DISTC_PROXY_TERM_GRACE_MS) and ends the proxy.
  *
@@ -130,6 +133,11 @@ int distc__plink_config_send(distc__plink *pl, const distc__plink_config *c);
  * running from now on, until reported gone. */
 int distc__plink_start(distc__plink *pl, int first, int count);
 int distc__plink_signal(distc__plink *pl, int sig);
+/* The link's worker `index` running: "kill INDEX SIG" queued, 0; else
+ * DISTC_ENOENT. */
+int distc__plink_kill_one(distc__plink *pl, int index, int sig);
+/* Whether launch index `index` was handed to this link. */
+bool distc__plink_has(const distc__plink *pl, int index);
 /* Feeds bytes of the report stream; whole lines are acted on. */
 void distc__plink_input(distc__plink *pl, const char *buf, size_t n);
 /* Feeds bytes of the stderr stream; whole lines (all, when flush) are

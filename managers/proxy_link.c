@@ -120,6 +120,18 @@ static distc__pworker *find_worker(distc__plink *pl, int index) {
   return NULL;
 }
 
+int distc__plink_kill_one(distc__plink *pl, int index, int sig) {
+  distc__pworker *w = find_worker(pl, index);
+  if (w == NULL || !w->running || pl->phase == DISTC__P_DONE ||
+      pl->phase == DISTC__P_FAILED)
+    return DISTC_ENOENT;
+  return distc__plink_line(pl, "kill %d %d", index, sig);
+}
+
+bool distc__plink_has(const distc__plink *pl, int index) {
+  return pl->w != NULL && index >= pl->first && index < pl->first + pl->count;
+}
+
 static void ended(distc__plink *pl, distc__pworker *w, int status) {
   w->running = false;
   if (pl->on_exit != NULL)

@@ -884,6 +884,28 @@ static int srun_reap(void *state, distc_exit_cb cb, void *arg) {
   return s->count - s->nexited;
 }
 
+static int srun_kill_one(void *state, int index, int sig) {
+  srun_state *s = state;
+  if (s->pid <= 0 || s->in_fd < 0)
+    return DISTC_ENOENT;
+  for (int i = 0; i < s->nnodes; i++)
+    if (distc__plink_has(&s->nodes[i].pl, index)) {
+      int rc = distc__plink_kill_one(&s->nodes[i].pl, index, sig);
+      if (rc == 0)
+        mux_flush(s); /* an error: srun is gone, and reap says so */
+      return rc;
+    }
+  return DISTC_ENOENT;
+}
+
+static const char *srun_host_of(void *state, int index) {
+  srun_state *s = state;
+  for (int i = 0; i < s->nnodes; i++)
+    if (distc__plink_has(&s->nodes[i].pl, index))
+      return s->nodes[i].pl.label;
+  return NULL;
+}
+
 static int srun_event_fd(void *state) {
   srun_state *s = state;
   return s->pid > 0 ? s->out_fd : -1; /* valid until destroy */
@@ -918,6 +940,8 @@ const distc__launch_ops distc__launch_srun = {
     .launch = srun_launch,
     .signal = srun_signal,
     .reap = srun_reap,
+    .host_of = srun_host_of,
+    .kill_one = srun_kill_one,
     .event_fd = srun_event_fd,
     .destroy = srun_destroy,
 };

@@ -705,6 +705,40 @@ static int ssh_signal(void *state, int sig) {
   return 0;
 }
 
+static int ssh_kill_one(void *state, int index, int sig) {
+  ssh_state *s = state;
+  if (s->local != NULL &&
+      distc__launch_spawn.kill_one(s->local, index, sig) == 0)
+    return 0;
+  if (!s->init)
+    return DISTC_ENOENT;
+  int rc = DISTC_ENOENT;
+  pthread_mutex_lock(&s->lock);
+  for (int i = 0; i < s->nh && rc == DISTC_ENOENT; i++)
+    if (s->h[i].ctl != NULL && !s->h[i].dropped &&
+        distc__plink_has(&s->h[i].p, index))
+      rc = distc__plink_kill_one(&s->h[i].p, index, sig);
+  pthread_mutex_unlock(&s->lock);
+  if (rc == 0)
+    distc__ssh_poke(s->wake[1]);
+  return rc;
+}
+
+/* The label never changes after prepare, so it may be read unlocked once
+ * the index is found under the lock. */
+static const char *ssh_host_of(void *state, int index) {
+  ssh_state *s = state;
+  const char *host = NULL;
+  if (!s->init)
+    return NULL;
+  pthread_mutex_lock(&s->lock);
+  for (int i = 0; i < s->nh && host == NULL; i++)
+    if (distc__plink_has(&s->h[i].p, index))
+      host = s->h[i].p.label;
+  pthread_mutex_unlock(&s->lock);
+  return host;
+}
+
 static int ssh_reap(void *state, distc_exit_cb cb, void *arg) {
   ssh_state *s = state;
   int running = 0;
@@ -793,5 +827,7 @@ const distc__launch_ops distc__launch_ssh = {
     .launch = ssh_launch,
     .signal = ssh_signal,
     .reap = ssh_reap,
+    .host_of = ssh_host_of,
+    .kill_one = ssh_kill_one,
     .destroy = ssh_destroy,
 };

@@ -59,6 +59,16 @@ typedef struct distc__job {
 } distc__job;
 
 static int control_fd = -1;
+/* "ready" was said: the pipe stays open for "lost" reports (written by the
+ * I/O thread), and the launch indices [0, launcher_workers) are the
+ * launcher's, whose manager kills them. */
+static atomic_bool control_ready;
+static int launcher_workers;
+/* Launch indices of workers lost for silence on other hosts that one of
+ * distc_addprocs' managers is still to kill: the I/O thread's own, retried
+ * on every liveness tick while addprocs holds the managers. */
+static int *kill_pending;
+static int nkill_pending, capkill_pending;
 static bool stopping;
 /* Admitted workers' sockets live in this epoll set, itself watched by the
  * loop, so that a spinning waiter can take its connection out of it
@@ -242,23 +252,100 @@ static void on_workers_io(uv_poll_t *h, int status, int events) {
   }
 }
 
+/* Whether c's pid names its worker here: the same host name, and a
+ * connection that crossed no network (the same-host socket, loopback, or
+ * TCP whose two ends have one address).  A name alone is not enough:
+ * containers and network namespaces share one, and a pid there names
+ * another process, or one we must not kill. */
 static bool same_host(const distc__conn *c) {
   char host[64] = "";
   gethostname(host, sizeof host - 1);
-  return strcmp(host, c->host) == 0 && c->ospid > 0;
+  if (strcmp(host, c->host) != 0 || c->ospid <= 0)
+    return false;
+  struct sockaddr_storage me, peer;
+  socklen_t lm = sizeof me, lp = sizeof peer;
+  if (getsockname(c->fd, (struct sockaddr *)&me, &lm) != 0 ||
+      getpeername(c->fd, (struct sockaddr *)&peer, &lp) != 0)
+    return false;
+  if (me.ss_family == AF_UNIX)
+    return true;
+  if (me.ss_family == AF_INET && peer.ss_family == AF_INET) {
+    struct in_addr a = ((struct sockaddr_in *)&me)->sin_addr;
+    struct in_addr b = ((struct sockaddr_in *)&peer)->sin_addr;
+    return a.s_addr == b.s_addr || (ntohl(b.s_addr) >> 24) == 127;
+  }
+  if (me.ss_family == AF_INET6 && peer.ss_family == AF_INET6) {
+    struct in6_addr *a = &((struct sockaddr_in6 *)&me)->sin6_addr;
+    struct in6_addr *b = &((struct sockaddr_in6 *)&peer)->sin6_addr;
+    return memcmp(a, b, sizeof *a) == 0 || IN6_IS_ADDR_LOOPBACK(b);
+  }
+  return false;
+}
+
+/* Tells the launcher that its worker `index` is lost, so that its manager
+ * kills it there; false when the index is not the launcher's.  A short
+ * line on a pipe: atomic, and non-blocking (init set O_NONBLOCK). */
+static bool report_lost(int index) {
+  if (!atomic_load(&control_ready) || index < 0 || index >= launcher_workers)
+    return false;
+  char line[32];
+  int n = snprintf(line, sizeof line, "lost %d\n", index);
+  return write(control_fd, line, (size_t)n) == n;
+}
+
+/* Asks distc_addprocs' managers to kill the pending indices; only while
+ * nobody else uses them (addprocs holds the lock while it waits for its
+ * workers, which needs this thread).  Runs on the I/O thread. */
+static bool kill_pending_lost(void) {
+  distc__cluster *C = &distc__C;
+  bool any = false;
+  if (nkill_pending == 0 || pthread_mutex_trylock(&C->addprocs_lock) != 0)
+    return false;
+  for (int k = 0; k < nkill_pending; k++)
+    for (int i = 0; i < C->nmanagers; i++)
+      if (distc__manager_kill_one(&C->managers[i], kill_pending[k],
+                                  SIGKILL) == 0) {
+        any = true;
+        break;
+      }
+  nkill_pending = 0;
+  pthread_mutex_unlock(&C->addprocs_lock);
+  return any;
+}
+
+static void kill_later(int index) {
+  if (nkill_pending == capkill_pending) {
+    int cap = capkill_pending ? 2 * capkill_pending : 8;
+    int *p = realloc(kill_pending, sizeof *p * (size_t)cap);
+    if (p == NULL)
+      return; /* then its connection's end is all it gets */
+    kill_pending = p;
+    capkill_pending = cap;
+  }
+  kill_pending[nkill_pending++] = index;
 }
 
 /* A worker silent past its deadline is lost as if it had exited: its calls
  * fail, pmap and pools move on, and it is killed so it cannot come back
- * half-way through (one on another host sees its connection shut and exits
- * when it runs again). */
+ * half-way through: here by its pid, on another host by the manager that
+ * started it (the launcher's, or one of distc_addprocs'); a worker nobody
+ * started sees its connection shut and exits when it runs again. */
 static void unresponsive(distc__conn *c, double silent_ns) {
-  bool killed = same_host(c) && kill(c->ospid, SIGKILL) == 0;
+  const char *how = "";
+  if (same_host(c)) {
+    if (kill(c->ospid, SIGKILL) == 0)
+      how = " and killed";
+  } else if (report_lost(c->index)) {
+    how = " and killed on its host";
+  } else {
+    kill_later(c->index);
+    if (kill_pending_lost())
+      how = " and killed on its host";
+  }
   snprintf(c->why, sizeof c->why,
            "unresponsive for %.1f s (pid %d on %s): treated as exited%s; "
            "raise --heartbeat / DISTC_HEARTBEAT_S if it was only slow",
-           silent_ns / 1e9, (int)c->ospid, c->host,
-           killed ? " and killed" : "");
+           silent_ns / 1e9, (int)c->ospid, c->host, how);
   distc__worker_lost(c);
   peer_close(c->epdata);
 }
@@ -278,6 +365,7 @@ static void on_live_timer(uv_timer_t *t) {
     atomic_fetch_add(&cs[i]->refs, 1);
   }
   pthread_mutex_unlock(&C->lock);
+  kill_pending_lost();
   for (int i = 0; cs && i < n; i++) {
     distc__conn *c = cs[i];
     if (late)
@@ -889,6 +977,10 @@ static void report(const char *word, const char *msg) {
   if (write(control_fd, line, (size_t)n) < 0) {
     /* The launcher is gone; nothing to tell. */
   }
+  if (strcmp(word, "ready") == 0) {
+    atomic_store(&control_ready, true);
+    return;
+  }
   close(control_fd);
   control_fd = -1;
 }
@@ -1028,8 +1120,12 @@ int distc__master_init(void) {
                         DISTC_ENV_MIN_WORKERS};
   for (size_t i = 0; i < DISTC__ARRAY_LEN(ours); i++)
     unsetenv(ours[i]);
-  if (control_fd >= 0)
+  if (control_fd >= 0) {
     fcntl(control_fd, F_SETFD, FD_CLOEXEC);
+    /* The I/O thread reports lost workers on it: never block there. */
+    fcntl(control_fd, F_SETFL, fcntl(control_fd, F_GETFL) | O_NONBLOCK);
+    launcher_workers = nworkers;
+  }
 
   C->next_index = nworkers;
   distc__log_setid(1);
@@ -1349,6 +1445,8 @@ int distc__master_finalize(void) {
   }
   int rc = n ? distc_rmprocs(ids, n) : 0;
   free(ids);
+  /* Under the lock: the I/O thread may be asking them to kill a worker. */
+  pthread_mutex_lock(&C->addprocs_lock);
   for (int i = 0; i < C->nmanagers; i++) {
     distc__manager_stop(&C->managers[i], SIGTERM, 1.0, NULL, NULL);
     distc__manager_close(&C->managers[i]);
@@ -1356,12 +1454,16 @@ int distc__master_finalize(void) {
   free(C->managers);
   C->managers = NULL;
   C->nmanagers = 0;
+  pthread_mutex_unlock(&C->addprocs_lock);
 
   stopping = true;
   if (C->io_running) {
     uv_async_send(&C->wake);
     uv_thread_join(&C->io_thread);
     C->io_running = false;
+    free(kill_pending);
+    kill_pending = NULL;
+    nkill_pending = capkill_pending = 0;
     uv_loop_close(&C->loop);
   }
   distc__join_close();

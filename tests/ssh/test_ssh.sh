@@ -337,6 +337,42 @@ else
   kill -9 "$LPID" 2>/dev/null
 fi
 
+# ---- departures name their host ----------------------------------------------
+
+# (Under ASan the worker must die of the signal, not of ASan's report.)
+launch -p 1 --hosts node1:1,node2:1 --env ASAN_OPTIONS=handle_segv=0 "$PROG" segv
+check "a remote worker's segfault fails its call naming the signal" grep -q "^segv ok" "$T/out"
+check "... and the launcher reports it with its host" \
+  grep -qE "^From worker 4: exited with signal 11 \(Segmentation fault\) on node2(, core dumped)?$" "$T/err"
+
+# A stopped remote worker (SIGSTOP from the master: the test hosts share our
+# pids) is lost after 2 silent 0.5 s intervals, and killed on its host by
+# its proxy, told by the launcher (or, without one, by distc_addprocs'
+# manager in the master).  The pids of a network namespace are not the
+# master's to kill, although the host names match.
+stop_killed_fast() { # the program saw the pid gone within 5 s
+  local ms
+  ms=$(awk '$1 == "stop" && $2 == "worker" {print $9}' "$T/out")
+  [ -n "$ms" ] && [ "$ms" -lt 5000 ] && grep -q "^stop worker .* state [-Z] " "$T/out"
+}
+if [ "$TESTBED_MODE" = netns ]; then
+  DISTC_HEARTBEAT_S=0.5 DISTC_HEARTBEAT_MISSES=2 \
+    launch -v -p 1 --hosts node1:1,node2:1 "$PROG" stop
+  check "a stopped remote worker's call fails as unresponsive" \
+    bash -c "grep -qx 'stop ok' '$T/out' && grep -q '^stop call: rc=-94 .*unresponsive for .*killed on its host' '$T/out'"
+  check "... the launcher has its manager kill it on its host" \
+    grep -qx "distc-launch: worker 4 (index 2) is unresponsive; killing it on node2" "$T/err"
+  check "... and it is gone within 5 s" stop_killed_fast
+  DISTC_HEARTBEAT_S=0.5 DISTC_HEARTBEAT_MISSES=2 \
+    run "$PROG" addprocs-stop node1:1,node2:1 "$CFG"
+  check "distc_addprocs: a stopped remote worker is killed on its host too" \
+    bash -c "grep -qx 'stop ok' '$T/out' && grep -q 'killed on its host' '$T/out'"
+  check "... within 5 s" stop_killed_fast
+  check "... leaving nothing running" nothing_left 5 ""
+else
+  skip "a stopped remote worker is killed on its host" "needs network namespaces (shared pids)"
+fi
+
 # ---- failures name the host and never hang ---------------------------------
 
 launch --hosts node1:1,ghost:1 --timeout 2 "$PROG" where
