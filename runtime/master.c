@@ -293,6 +293,16 @@ static bool report_lost(int index) {
   return write(control_fd, line, (size_t)n) == n;
 }
 
+/* SIGKILLs worker `index` through the distc_addprocs manager that started
+ * it; the caller holds addprocs_lock.  False when none did. */
+static bool manager_kill(int index) {
+  distc__cluster *C = &distc__C;
+  for (int i = 0; i < C->nmanagers; i++)
+    if (distc__manager_kill_one(&C->managers[i], index, SIGKILL) == 0)
+      return true;
+  return false;
+}
+
 /* Asks distc_addprocs' managers to kill the pending indices; only while
  * nobody else uses them (addprocs holds the lock while it waits for its
  * workers, which needs this thread).  Runs on the I/O thread. */
@@ -302,12 +312,7 @@ static bool kill_pending_lost(void) {
   if (nkill_pending == 0 || pthread_mutex_trylock(&C->addprocs_lock) != 0)
     return false;
   for (int k = 0; k < nkill_pending; k++)
-    for (int i = 0; i < C->nmanagers; i++)
-      if (distc__manager_kill_one(&C->managers[i], kill_pending[k],
-                                  SIGKILL) == 0) {
-        any = true;
-        break;
-      }
+    any |= manager_kill(kill_pending[k]);
   nkill_pending = 0;
   pthread_mutex_unlock(&C->addprocs_lock);
   return any;
@@ -1413,12 +1418,18 @@ static int remove_workers(const int *ids, int n) {
       pthread_mutex_unlock(&C->lock);
     }
     if (cs[i] && !atomic_load(&cs[i]->lost)) {
-      char host[64] = "";
-      gethostname(host, sizeof host - 1);
       distc__log(DISTC__LOG_WARN, "worker %d did not exit in %g s; killing "
                                   "it", cs[i]->id, grace);
-      if (strcmp(host, cs[i]->host) == 0 && cs[i]->ospid > 0)
+      /* As for an unresponsive worker: by pid here, else by the manager
+       * that started it (finalize may hold addprocs_lock: then the
+       * managers' own stop ends it). */
+      if (same_host(cs[i])) {
         kill(cs[i]->ospid, SIGKILL);
+      } else if (!report_lost(cs[i]->index) &&
+                 pthread_mutex_trylock(&C->addprocs_lock) == 0) {
+        manager_kill(cs[i]->index);
+        pthread_mutex_unlock(&C->addprocs_lock);
+      }
       /* Out of every list now, not when the I/O thread sees the hang-up:
        * rmprocs returns only once the workers are gone (pools drop a
        * member that is lost; see pool.c). */
