@@ -569,7 +569,7 @@ static void release(distc__conn *c, distc__frame *f) {
 void distc__complete_call(distc__conn *c, distc__frame *f) {
   distc_future *fut = distc__pending_take(c, f->h.id);
   if (!fut) {
-    if (!(!distc__C.is_master && was_abandoned(f->h.id)))
+    if (distc__C.is_master || !was_abandoned(f->h.id))
       distc__log(DISTC__LOG_WARN, "answer from process %d to unknown call %llu",
                  c->id, (unsigned long long)f->h.id);
     release(c, f);
