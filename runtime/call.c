@@ -100,8 +100,10 @@ bool distc_isready(distc_future *f) {
     }
   } else if (distc__C.master) {
     /* On a worker nobody else reads the connection. */
+    bool took = distc__reader_acquire();
     while (!is_done(f) && distc__worker_pump_once(distc__C.master) > 0)
       ;
+    distc__reader_drop(took);
   }
   return is_done(f);
 }
@@ -137,6 +139,36 @@ static bool hold(distc__frame *fr) {
   return true;
 }
 
+bool distc__worker_hold(distc__frame *fr) { return hold(fr); }
+
+/* Worker: calls abandoned by an interrupted wait; their answers, when they
+ * come, are dropped without a warning. */
+static uint64_t abandoned[16];
+static unsigned nabandoned;
+
+static bool was_abandoned(uint64_t id) {
+  for (size_t i = 0; i < DISTC__ARRAY_LEN(abandoned); i++)
+    if (abandoned[i] == id)
+      return true;
+  return false;
+}
+
+/* Worker, in a wait interrupted by distc_interrupt: completes f with
+ * DISTC_EINTERRUPTED if it is still waiting for the master's answer. */
+static bool abandon(distc_future *f) {
+  distc_future *p = distc__pending_take(distc__C.master, f->callid);
+  if (!p)
+    return false;
+  abandoned[nabandoned++ % DISTC__ARRAY_LEN(abandoned)] = p->callid;
+  char *msg = NULL;
+  if (asprintf(&msg, "On worker %d: interrupted while waiting for process %d",
+               distc__C.myid, p->pid) < 0)
+    msg = NULL;
+  distc__future_complete(p, DISTC_EINTERRUPTED, NULL, msg);
+  distc__future_unref(p);
+  return true;
+}
+
 int distc__worker_pump_once(distc__conn *c) {
   distc__frame fr;
   int r = 1;
@@ -162,6 +194,9 @@ int distc__worker_pump_once(distc__conn *c) {
     fflush(NULL);
     _exit(0);
   case DISTC__F_PING:
+    break;
+  case DISTC__F_INTERRUPT:
+    distc__interrupt_deliver(false); /* this thread is the one to stop */
     break;
   default:
     distc__log(DISTC__LOG_WARN, "unexpected frame type %u from the master",
@@ -191,7 +226,9 @@ static void await_release(distc__conn *c, uint64_t id) {
       distc__conn_poll(c, 1000);
       continue;
     }
-    if (fr.h.type == DISTC__F_PING) {
+    if (fr.h.type == DISTC__F_PING || fr.h.type == DISTC__F_INTERRUPT) {
+      if (fr.h.type == DISTC__F_INTERRUPT)
+        distc__interrupt_deliver(false);
       distc__free(fr.payload);
     } else if (fr.h.type == DISTC__F_RELEASE) {
       distc__free(fr.payload);
@@ -219,7 +256,7 @@ static void future_wait_until(distc_future *f, double deadline) {
     c = distc__conn_get(f->pid);
 
   double t0 = distc__now(), budget = atomic_load(&spin_ns);
-  bool spun_ok = false;
+  bool spun_ok = false, reading = worker && distc__reader_acquire();
   if (c && !worker)
     distc__conn_quiet(c, true);
   if (deadline > 0 && t0 + budget > deadline)
@@ -233,6 +270,8 @@ static void future_wait_until(distc_future *f, double deadline) {
       int r = worker ? distc__worker_pump_once(c) : distc__master_pump(c, false);
       if (r < 0 && worker)
         worker_orphaned();
+      if (worker && distc_interrupted() && abandon(f))
+        continue;
       if (r > 0)
         continue;
     }
@@ -247,6 +286,8 @@ static void future_wait_until(distc_future *f, double deadline) {
         int r = distc__worker_pump_once(c);
         if (r < 0)
           worker_orphaned();
+        if (distc_interrupted() && abandon(f))
+          break;
         if (r == 0) {
           int ms = 1000;
           if (deadline > 0) {
@@ -280,6 +321,7 @@ static void future_wait_until(distc_future *f, double deadline) {
   }
   if (!worker)
     distc__conn_unref(c);
+  distc__reader_drop(reading);
 
   /* Adapt: spin long enough to catch answers that come within SPIN_MAX,
    * and stop spinning for work whose answers take longer than that. */
@@ -457,9 +499,23 @@ void distc__run_call(distc__conn *c, distc__frame *f) {
   }
   distc_ctx ctx = {.conn = c, .callid = f->h.id,
                    .noresult = (f->h.flags & DISTC__F_NORESULT) != 0};
+  distc__interrupt_call_begin();
+  /* While the function runs, the I/O thread may read the connection (an
+   * interrupt must reach a busy function: interrupt.c). */
+  bool reader = distc__reader_release();
   distc__C.worker_depth++;
   result = invoke(name, args, &ctx, &err, &msg);
   distc__C.worker_depth--;
+  distc__reader_take(reader);
+  if (distc__interrupt_call_end() && !ctx.deferred) {
+    /* Whatever it returned, the caller learns it was interrupted. */
+    distc_value_free(result);
+    result = NULL;
+    free(msg);
+    err = DISTC_EINTERRUPTED;
+    if (asprintf(&msg, "interrupted (in function '%s')", name) < 0)
+      msg = NULL;
+  }
   if (ctx.deferred) {
     /* The function answers later through its distc__reply. */
     distc__dec_close(&d);
@@ -518,8 +574,9 @@ static void release(distc__conn *c, distc__frame *f) {
 void distc__complete_call(distc__conn *c, distc__frame *f) {
   distc_future *fut = distc__pending_take(c, f->h.id);
   if (!fut) {
-    distc__log(DISTC__LOG_WARN, "answer from process %d to unknown call %llu",
-               c->id, (unsigned long long)f->h.id);
+    if (distc__C.is_master || !was_abandoned(f->h.id))
+      distc__log(DISTC__LOG_WARN, "answer from process %d to unknown call %llu",
+                 c->id, (unsigned long long)f->h.id);
     release(c, f);
     return;
   }

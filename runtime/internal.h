@@ -33,7 +33,8 @@ enum {
   DISTC__F_RELEASE,     /* master -> worker: done reading call id's lent arrays */
   DISTC__F_PING,        /* either way: a heartbeat on an idle link, no reply */
   DISTC__F_DEPART,      /* worker -> master: how it is exiting (text), its last */
-  DISTC__F_LAST = DISTC__F_DEPART
+  DISTC__F_INTERRUPT,   /* master -> worker: interrupt the running call */
+  DISTC__F_LAST = DISTC__F_INTERRUPT
 };
 #define DISTC__F_NORESULT 1 /* CALL flag: remote_do, send nothing back */
 #define DISTC__F_WHERE 2    /* ERROR flag: the message names the process */
@@ -284,6 +285,39 @@ void distc__future_on_done(distc_future *f,
 /* ---- depart.c ---- */
 /* Worker: report a fatal signal or exit() to the master over c (once). */
 void distc__depart_init(distc__conn *c);
+
+/* ---- interrupt.c ----
+ * Worker: each top-level call gets a generation; an interrupt marks the
+ * generation running when it arrives, so it can never hit the next call.
+ * The main thread holds the master connection's rlock except while a
+ * registered function runs (distc__reader_release/_take, thread-local):
+ * then the I/O thread may read the connection itself (distc__interrupt_io_*)
+ * to see an INTERRUPT behind which the busy main thread would not look. */
+void distc__interrupt_worker_init(void);  /* worker main thread, at start */
+void distc__interrupt_call_begin(void);   /* a call starts (nesting counted) */
+bool distc__interrupt_call_end(void);     /* ... ends: whether interrupted */
+void distc__interrupt_deliver(bool signal_main);
+bool distc__reader_release(void); /* whether this thread held the role */
+void distc__reader_take(bool had);
+/* For a wait that reads the connection: takes the role unless this thread
+ * holds it already (returns whether it took it); _drop gives it back. */
+bool distc__reader_acquire(void);
+void distc__reader_drop(bool took);
+/* Worker I/O thread: starts its timer; poll is the master fd's handle. */
+void distc__interrupt_io_start(uv_loop_t *loop, uv_poll_t *poll,
+                               uv_poll_cb on_hangup);
+/* Worker I/O thread: poll handle events; whether it handled them (false:
+ * they mean the master hung up). */
+bool distc__interrupt_io_readable(int status, int events);
+/* Master: installs the SIGINT handler that interrupts every worker's call,
+ * when the program left SIGINT at its default; _stop removes it. */
+void distc__interrupt_sigint_install(void);
+void distc__interrupt_sigint_stop(void);
+/* Master I/O thread, on every wake-up: acts on a SIGINT. */
+void distc__interrupt_on_wake(void);
+/* call.c: queues a frame the I/O thread read for the main thread (under
+ * rlock); false when out of memory. */
+bool distc__worker_hold(distc__frame *fr);
 
 /* ---- output.c ---- */
 /* The longest partial line of a worker's output the master keeps. */

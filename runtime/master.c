@@ -742,8 +742,10 @@ static void on_wake(uv_async_t *a) {
     }
   }
   pthread_mutex_unlock(&C->lock);
-  if (!stopping)
+  if (!stopping) {
     distc__join_on_wake(&C->loop);
+    distc__interrupt_on_wake();
+  }
   if (stopping)
     uv_walk(&distc__C.loop, close_walk, NULL);
 }
@@ -1181,6 +1183,11 @@ int distc__master_init(void) {
     return rc;
   }
   report("ready", NULL);
+  /* Under distc-launch, a first Ctrl-C interrupts the workers' calls
+   * (interrupt.c); installed only now, so one during the start still stops
+   * it at once. */
+  if (parent > 0)
+    distc__interrupt_sigint_install();
   return 0;
 fail:
   report("fail", distc_errmsg());
@@ -1443,6 +1450,7 @@ static int remove_workers(const int *ids, int n) {
 
 int distc__master_finalize(void) {
   distc__cluster *C = &distc__C;
+  distc__interrupt_sigint_stop(); /* its wake-up is about to close */
   distc__join_stop();
   /* Every worker, however many: the count first, then room for them (one
    * may join in between; distc_workers never writes past max). */

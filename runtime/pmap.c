@@ -513,7 +513,7 @@ static void item_failed(map *m, int s, size_t i, int err, const char *msg) {
   }
   if (m->attempts) {
     int a = ++m->attempts[i];
-    if (a <= m->o.retries &&
+    if (a <= m->o.retries && err != DISTC_EINTERRUPTED &&
         (!m->o.retry_check ||
          m->o.retry_check(i, err, msg, a, m->o.retry_arg))) {
       double d = retry_delay(m, a);

@@ -271,8 +271,9 @@ static void on_output(uv_poll_t *h, int status, int events) {
 
 static void on_hangup(uv_poll_t *h, int status, int events) {
   (void)h;
-  (void)status;
-  (void)events;
+  /* Readable only while a function runs: the I/O thread reads then. */
+  if (distc__interrupt_io_readable(status, events))
+    return;
   /* The master is gone: no result could reach anyone, and an orphaned
    * worker is exactly what must never exist. */
   distc__shared_orphaned();
@@ -354,12 +355,14 @@ int distc__worker_main(void) {
   if (distc__output_capture() < 0)
     die("%s", distc_errmsg());
   distc__depart_init(C->master);
+  distc__interrupt_worker_init();
 
   uv_loop_init(&wloop);
   uv_poll_init(&wloop, &out_poll, distc__output_fd());
   uv_poll_start(&out_poll, UV_READABLE, on_output);
   uv_poll_init(&wloop, &hup_poll, fd);
   uv_poll_start(&hup_poll, UV_DISCONNECT, on_hangup);
+  distc__interrupt_io_start(&wloop, &hup_poll, on_hangup);
   static uv_timer_t beat_timer;
   double beat = distc__liveness_get()->interval_ns / 1e6;
   if (beat > 0) {

@@ -56,7 +56,8 @@ extern "C" {
   X(ELOAD, "could not load the shared object")                                \
   X(ENOTSUP, "not supported")                                                 \
   X(ESTATE, "distc is not initialised or already finalised")                  \
-  X(ECLOSED, "the channel is closed")
+  X(ECLOSED, "the channel is closed")                                         \
+  X(EINTERRUPTED, "interrupted")
 
 enum {
   DISTC_OK = 0,
@@ -336,6 +337,23 @@ DISTC_API void distc_future_free(distc_future *f); /* NULL is fine */
  * waits for all, and gathers every error into distc_errmsg(), one line per
  * failed process. */
 DISTC_API int distc_everywhere(const char *fn, const distc_value *args);
+
+/* ---- interrupts -------------------------------------------------------- */
+
+/* Master only (Julia's interrupt(pids)).  Interrupts the call running on
+ * each of the n workers in ids (ids NULL and n 0: on every worker); a
+ * worker with no call running ignores it.  Returns once the interrupts are
+ * sent, without waiting: the interrupted call's caller gets
+ * DISTC_EINTERRUPTED ("On worker N: interrupted ...").  DISTC_ENOENT (and
+ * nothing sent) when an id is not a worker's. */
+DISTC_API int distc_interrupt(const int *ids, int n);
+/* Inside a registered function: whether the call it serves was
+ * interrupted.  A long computation polls it and returns (anything: the
+ * caller gets DISTC_EINTERRUPTED); a wait in the library (distc_fetch, a
+ * channel take) returns DISTC_EINTERRUPTED by itself, and a system call
+ * blocked in the function returns early with EINTR.  Safe from any thread
+ * of the process; false on the master and outside a call. */
+DISTC_API bool distc_interrupted(void);
 
 /* ---- worker pools, parallel map, distributed loops and reductions ------ */
 
