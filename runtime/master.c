@@ -1010,7 +1010,8 @@ int distc_addprocs(const distc_addprocs_opts *o, int *ids) {
                      batch_alive, &b);
   if (rc < 0) {
     /* A local worker the dynamic loader could not start: say why. */
-    if (b.exited_early && !m->ops->remote && WIFEXITED(b.early_status) &&
+    if (b.exited_early && !distc__manager_remote(m) &&
+        WIFEXITED(b.early_status) &&
         WEXITSTATUS(b.early_status) == DISTC_EXIT_NOT_STARTED) {
       char why[1024];
       distc__exec_diagnose(exename, why, sizeof why);
