@@ -23,6 +23,7 @@
 
 #include "internal.h"
 #include "parallel.h"
+#include "transport.h"
 
 #define IDLE_SPIN_NS 100000.0
 #define SPARE_CHECK 32 /* idle polls between looks at the run queue */
@@ -301,8 +302,10 @@ int distc__worker_main(void) {
   char *master_addr = strdup(addr);
   const char *local = getenv(DISTC_ENV_MASTER_LOCAL);
   /* The same-host socket when it is reachable (same host and network
-   * namespace), TCP otherwise. */
-  int fd = local ? distc__local_dial(local) : -1;
+   * namespace) and no transport is forced, TCP otherwise (transport.c). */
+  int fd = distc__transport_dial_local(local);
+  if (fd < -1)
+    die("%s", distc_errmsg());
   bool via_local = fd >= 0;
   /* Nothing of ours may leak into programs this worker starts: they would
    * think they are workers too. */
