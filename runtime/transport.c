@@ -7,8 +7,10 @@
  * benchmarks can compare like with like:
  *   tcp   loopback TCP even on the same host, and no single-copy reads
  *         (what an MPI run over --mca btl tcp,self does);
- *   unix  the Unix socket; a worker that cannot reach it fails instead of
- *         falling back, so a test forced onto it cannot pass over TCP. */
+ *   unix  the Unix socket; a worker offered it that cannot reach it fails
+ *         instead of falling back, so a test forced onto it cannot pass
+ *         over TCP.  One offered none (a worker joining by hand through
+ *         distc-launch --listen) dials TCP as always. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,14 +41,15 @@ int distc__transport_dial_local(const char *local) {
     return rc;
   if (t == DISTC__TRANSPORT_TCP)
     return -1;
-  int fd = local ? distc__local_dial(local) : -1;
+  if (!local)
+    return -1; /* offered none (a worker joining by hand): nothing to force */
+  int fd = distc__local_dial(local);
   if (fd < 0 && t == DISTC__TRANSPORT_UNIX)
     return distc__seterr(DISTC_EIO,
                          "%s=unix, but the master's same-host socket %s is "
                          "out of reach (another host or network namespace?): "
                          "unset %s to fall back to TCP",
-                         DISTC_ENV_TRANSPORT, local ? local : "(none)",
-                         DISTC_ENV_TRANSPORT);
+                         DISTC_ENV_TRANSPORT, local, DISTC_ENV_TRANSPORT);
   return fd;
 }
 

@@ -10,7 +10,7 @@
 typedef enum distc__transport {
   DISTC__TRANSPORT_AUTO, /* unset: the Unix socket when reachable, else TCP */
   DISTC__TRANSPORT_TCP,  /* TCP only, and no single-copy reads */
-  DISTC__TRANSPORT_UNIX  /* the same-host Unix socket, or fail */
+  DISTC__TRANSPORT_UNIX  /* the same-host Unix socket when offered, or fail */
 } distc__transport;
 
 /* The transport $DISTC_TRANSPORT forces, or DISTC__TRANSPORT_AUTO; a
