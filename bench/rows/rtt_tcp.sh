@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# rtt_tcp — the rtt pair with both sides forced onto loopback TCP: distc
+# rtt_tcp — the rtt_local pair with both sides forced onto loopback TCP: distc
 # with DISTC_TRANSPORT=tcp, Open MPI with --mca btl tcp,self.  Same counts,
 # medians of RTT_REPEATS (3), in us.
 
