@@ -41,9 +41,20 @@ static inline int64_t coin_block(uint64_t seed, int64_t block, int64_t tosses) {
   return heads;
 }
 
+/* Never inlined, and (GCC) never cloned for constant arguments: the serial
+ * loop, forked processes and the distributed chunks must all run this very
+ * machine code, or a timing compares what the compiler folded (a constant
+ * block size unrolls the loop differently) rather than how the work was
+ * spread. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define COIN_NOINLINE __attribute__((noinline, noipa, unused))
+#else
+#define COIN_NOINLINE __attribute__((noinline, unused))
+#endif
+
 /* Heads in blocks [lo, hi) of per_block tosses each. */
-static inline int64_t coin_blocks(uint64_t seed, int64_t lo, int64_t hi,
-                                  int64_t per_block) {
+static COIN_NOINLINE int64_t coin_blocks(uint64_t seed, int64_t lo, int64_t hi,
+                                         int64_t per_block) {
   int64_t heads = 0;
   for (int64_t b = lo; b < hi; b++)
     heads += coin_block(seed, b, per_block);

@@ -27,6 +27,7 @@
 #include "exec_diag.h"
 #include "internal.h"
 #include "launch_progress.h"
+#include "transport.h"
 
 #define HANDSHAKE_TIMEOUT_MS 10000
 #define HELLO_MAX 4096 /* a HELLO frame is ~100 bytes */
@@ -403,7 +404,7 @@ static void refuse(peer *p, const char *msg) {
  * fingerprint lies, and reading it back proves the pid names that very
  * process in our pid namespace (same host) and that we may read it. */
 static bool can_read_memory(pid_t pid, uint64_t addr) {
-  if (!addr || getenv("DISTC_NO_CMA"))
+  if (!addr || !distc__transport_cma_allowed())
     return false;
   unsigned char buf[DISTC__FP_LEN];
   struct iovec local = {buf, sizeof buf};
@@ -1093,7 +1094,9 @@ int distc__master_init(void) {
   } else if ((rc = distc__random(C->secret, DISTC_SECRET_LEN)) < 0) {
     goto fail;
   }
-  if ((rc = open_listener()) < 0)
+  distc__transport forced;
+  if ((rc = distc__transport_forced(&forced)) < 0 ||
+      (rc = open_listener()) < 0)
     goto fail;
   /* The launcher's same-host socket, or one of our own for addprocs; we
    * work without (TCP only) if neither can be had. */

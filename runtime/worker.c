@@ -24,6 +24,7 @@
 
 #include "internal.h"
 #include "parallel.h"
+#include "transport.h"
 
 #define IDLE_SPIN_NS 100000.0
 #define SPARE_CHECK 32 /* idle polls between looks at the run queue */
@@ -44,6 +45,28 @@ static bool own_core(void) {
                    ? CPU_COUNT(&set)
                    : sysconf(_SC_NPROCESSORS_ONLN);
   return distc__C.nids + 1 <= cores;
+}
+
+/* Yielding pays while the tasks it lets run are our peers, which soon
+ * sleep again.  Beside a task that never sleeps (another program's busy
+ * loop, even at nice 19) it turns against us: the scheduler (EEVDF) pushes
+ * a yielding task's deadline back a slice per yield, so after thousands of
+ * them the busy task runs for milliseconds to seconds while the next call
+ * waits, where a sleeping worker would have been woken at once (a round
+ * trip of 190 us instead of 9 here with a nice 19 loop per core).  So one
+ * yield that loses the core for YIELD_LOST_NS sends the worker straight to
+ * sleep whenever it is idle for YIELD_BACKOFF_NS (sleeping also clears the
+ * debt), then it tries yielding again.  Peers sharing cores (8 workers on
+ * 2) give a yield back well within YIELD_LOST_NS: reduce8 is unchanged. */
+#define YIELD_LOST_NS 5e6
+#define YIELD_BACKOFF_NS 1e9
+
+static void yield_briefly(double *lost_until) {
+  double t0 = distc__now();
+  sched_yield();
+  double t1 = distc__now();
+  if (t1 - t0 >= YIELD_LOST_NS)
+    *lost_until = t1 + YIELD_BACKOFF_NS;
 }
 
 /* Answers to a run of short pmap batches leave together: while the batch
@@ -314,8 +337,10 @@ int distc__worker_main(void) {
   char *master_addr = strdup(addr);
   const char *local = getenv(DISTC_ENV_MASTER_LOCAL);
   /* The same-host socket when it is reachable (same host and network
-   * namespace), TCP otherwise. */
-  int fd = local ? distc__local_dial(local) : -1;
+   * namespace) and no transport is forced, TCP otherwise (transport.c). */
+  int fd = distc__transport_dial_local(local);
+  if (fd < -1)
+    die("%s", distc_errmsg());
   bool via_local = fd >= 0;
   /* Nothing of ours may leak into programs this worker starts: they would
    * think they are workers too. */
@@ -383,6 +408,7 @@ int distc__worker_main(void) {
 
   double last = distc__now(), took = CORK_MAX_NS;
   bool corked = false, mine = own_core(), hard = mine;
+  double yield_lost_until = 0;
   unsigned idle = 0;
   for (;;) {
     bool want = took < CORK_MAX_NS && batches_ahead(C->master);
@@ -403,13 +429,13 @@ int distc__worker_main(void) {
     if (corked)
       cork(fd, corked = false);
     took = CORK_MAX_NS; /* the next call is not known to be short */
-    if (distc__now() - last < IDLE_SPIN_NS) {
+    if (distc__now() - last < IDLE_SPIN_NS && last >= yield_lost_until) {
       if (idle++ % SPARE_CHECK == 0)
         hard = mine && distc__spare_core();
       if (hard)
         distc__cpu_relax();
       else
-        sched_yield();
+        yield_briefly(&yield_lost_until); /* lost: the next turn sleeps */
       continue;
     }
     distc__conn_poll(C->master, -1);

@@ -3,7 +3,9 @@
  * the machine's own limit: as many bare forked processes as workers, each
  * counting its share and writing it to a pipe (fork and wait timed too).
  * Both are against the serial loop in this process, measured in the same
- * run, interleaved; the fastest of RUNS each.  Prints "DISTC_SPEEDUP
+ * run, interleaved; the fastest of RUNS each.  All three call the one
+ * out-of-line coin_blocks (coin.h) with the same run-time arguments, so
+ * they time the same machine code.  Prints "DISTC_SPEEDUP
  * BARE_SPEEDUP".
  * usage: distc-launch -p 2 bench_heads [RUNS] */
 #include <sys/wait.h>
@@ -67,13 +69,14 @@ static int64_t bare(int nproc) {
 int main(int argc, char **argv) {
   bench_check(distc_init(&argc, &argv), "distc_init");
   int runs = argc > 1 ? atoi(argv[1]) : 5, nw = distc_nworkers();
-  if (nw > 64 || distc_nprocs() < 2) {
-    fprintf(stderr, "bench_heads wants 1 to 64 workers: distc-launch -p 2\n");
+  if (nw > 64 || distc_nprocs() < 2 || runs < 1 || runs > 64) {
+    fprintf(stderr, "bench_heads wants 1 to 64 workers and 1 to 64 runs: "
+                    "distc-launch -p 2 bench_heads 5\n");
     return 1;
   }
   double ts[64], td[64], tb[64];
   distc_value *arg = distc_listv(2, distc_int(SEED), distc_int(PER_BLOCK));
-  for (int r = 0; r < runs && r < 64; r++) {
+  for (int r = 0; r < runs; r++) {
     double t0 = bench_now();
     int64_t serial = coin_blocks(SEED, 0, BLOCKS, PER_BLOCK);
     double t1 = bench_now();
