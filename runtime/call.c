@@ -26,6 +26,15 @@ double distc__now(void) {
   return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
+void distc__cond_wait_ns(pthread_cond_t *c, pthread_mutex_t *m, double ns) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  long long t = (long long)ts.tv_nsec + (long long)ns;
+  ts.tv_sec += t / 1000000000;
+  ts.tv_nsec = t % 1000000000;
+  pthread_cond_timedwait(c, m, &ts);
+}
+
 /* ---- futures ---- */
 
 distc_future *distc__future_new(int pid) {
@@ -308,12 +317,7 @@ static void future_wait_until(distc_future *f, double deadline) {
         double left = deadline - distc__now();
         if (left <= 0)
           break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        long long ns = (long long)ts.tv_nsec + (long long)left;
-        ts.tv_sec += ns / 1000000000;
-        ts.tv_nsec = ns % 1000000000;
-        pthread_cond_timedwait(&f->cond, &f->mu, &ts);
+        distc__cond_wait_ns(&f->cond, &f->mu, left);
       }
       f->sleepers--;
       pthread_mutex_unlock(&f->mu);

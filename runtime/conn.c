@@ -245,14 +245,7 @@ static int send_frame(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
         rc = enqueue(c, v + first, n - first);
         break;
       }
-      struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      ts.tv_nsec += SEND_RECHECK_MS * 1000000L;
-      if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-      }
-      pthread_cond_timedwait(&c->wcond, &c->wlock, &ts);
+      distc__cond_wait_ns(&c->wcond, &c->wlock, SEND_RECHECK_MS * 1e6);
       continue;
     }
     int k = n - first < IOV_MAX ? n - first : IOV_MAX;

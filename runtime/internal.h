@@ -468,6 +468,9 @@ void distc__shared_orphaned(void);
  * once c is dead. */
 int distc__master_pump(distc__conn *c, bool block_lock);
 double distc__now(void); /* monotonic, ns */
+/* pthread_cond_timedwait for at most ns nanoseconds from now (the
+ * condition's clock is CLOCK_REALTIME); the caller holds m. */
+void distc__cond_wait_ns(pthread_cond_t *c, pthread_mutex_t *m, double ns);
 
 static inline void distc__cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)

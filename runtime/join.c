@@ -159,12 +159,7 @@ int distc_wait_workers(int n, double timeout_s) {
     }
     /* Woken by every join; the slice bounds a missed wake-up. */
     double until = now + 100e6 < deadline ? now + 100e6 : deadline;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    long long ns = (long long)ts.tv_nsec + (long long)(until - now);
-    ts.tv_sec += ns / 1000000000;
-    ts.tv_nsec = ns % 1000000000;
-    pthread_cond_timedwait(&C->changed, &C->lock, &ts);
+    distc__cond_wait_ns(&C->changed, &C->lock, until - now);
   }
   pthread_mutex_unlock(&C->lock);
   return rc;

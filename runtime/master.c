@@ -1052,12 +1052,7 @@ static int await_workers(int first, int n, double deadline,
       break;
     }
     double until = now + 20e6 < deadline ? now + 20e6 : deadline;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    long long ns = (long long)ts.tv_nsec + (long long)(until - now);
-    ts.tv_sec += ns / 1000000000;
-    ts.tv_nsec = ns % 1000000000;
-    pthread_cond_timedwait(&C->changed, &C->lock, &ts);
+    distc__cond_wait_ns(&C->changed, &C->lock, until - now);
   }
   pthread_mutex_unlock(&C->lock);
   distc__launch_progress_end(&lp, joined, n);
@@ -1416,15 +1411,8 @@ static int remove_workers(const int *ids, int n) {
   for (int i = 0; i < n; i++) {
     while (cs[i] && !atomic_load(&cs[i]->lost) && distc__now() < deadline) {
       pthread_mutex_lock(&C->lock);
-      struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      ts.tv_nsec += 10000000;
-      if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-      }
       if (!atomic_load(&cs[i]->lost))
-        pthread_cond_timedwait(&C->changed, &C->lock, &ts);
+        distc__cond_wait_ns(&C->changed, &C->lock, 10e6);
       pthread_mutex_unlock(&C->lock);
     }
     if (cs[i] && !atomic_load(&cs[i]->lost)) {

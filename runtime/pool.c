@@ -246,12 +246,7 @@ static int take(distc_pool *p, int *id) {
     }
     /* Fetches release through `freed`; the futures of remotecall_pool are
      * looked at again after a short, growing wait. */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    long long ns = (long long)ts.tv_nsec + (long long)wait_ns;
-    ts.tv_sec += ns / 1000000000;
-    ts.tv_nsec = ns % 1000000000;
-    pthread_cond_timedwait(&p->freed, &p->mu, &ts);
+    distc__cond_wait_ns(&p->freed, &p->mu, wait_ns);
     wait_ns = wait_ns * 2 > WAIT_MAX_NS ? WAIT_MAX_NS : wait_ns * 2;
   }
 }
