@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       char label[256];
       distc__host_label(h, label, sizeof label);
     }
-    distc_host_free(h, 1);
+    distc__host_free(h, 1);
   } else if (mode == 1) {
     distc__hosts_parse_list(text, &hosts, &n);
   } else {
@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       close(fd);
     }
   }
-  distc_host_free(hosts, n);
+  distc__host_free(hosts, n);
   free(text);
   return 0;
 }
