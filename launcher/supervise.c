@@ -311,9 +311,11 @@ static void read_control(run *r) {
     if (strcmp(r->ctl, "ready") == 0 && r->phase == STARTING) {
       r->phase = RUNNING;
       r->ready = true;
-      if (r->sv->verbose)
+      if (r->sv->verbose && r->sv->nworkers > 0)
         fprintf(stderr, "distc-launch: all %d workers connected\n",
                 r->sv->nworkers);
+      else if (r->sv->verbose)
+        fprintf(stderr, "distc-launch: the master runs; its workers join\n");
     } else if (sscanf(r->ctl, "lost %d", &index) == 1) {
       /* The master lost this worker for silence and cannot reach it on
        * another host: the manager that started it kills it there. */
