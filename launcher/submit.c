@@ -211,26 +211,6 @@ int distc__submit_check(const char *name) {
 
 /* ---- the address the nodes dial ---- */
 
-/* This host's address on the route to host (numeric). */
-static bool route_to(const char *host, char *out, size_t cap) {
-  struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_DGRAM},
-                  *res;
-  if (getaddrinfo(host, "9", &hints, &res) != 0)
-    return false;
-  bool ok = false;
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in me;
-  socklen_t ml = sizeof me;
-  if (fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen) == 0 &&
-      getsockname(fd, (struct sockaddr *)&me, &ml) == 0 &&
-      me.sin_addr.s_addr != htonl(INADDR_ANY))
-    ok = inet_ntop(AF_INET, &me.sin_addr, out, (socklen_t)cap) != NULL;
-  if (fd >= 0)
-    close(fd);
-  freeaddrinfo(res);
-  return ok;
-}
-
 /* The scheduler's controller, where the nodes surely can reach: SLURM's
  * SlurmctldHost ("ctl(10.0.0.2)"), or PBS_SERVER. */
 static bool controller(char *out, size_t cap) {
@@ -267,7 +247,8 @@ int distc__submit_address(const distc__launch_opts *o, distc__door *d) {
       o->listen[0] != '*')
     return 0;
   char ctl[256], me[64];
-  if (!controller(ctl, sizeof ctl) || !route_to(ctl, me, sizeof me))
+  if (!controller(ctl, sizeof ctl) ||
+      !distc__route_to_host(ctl, me, sizeof me))
     return 0; /* this host's name, as for --listen */
   const char *colon = strrchr(d->addr, ':');
   char port[16];

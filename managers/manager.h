@@ -391,6 +391,13 @@ typedef struct distc__master_spec {
 int distc__spawn_master(const distc__master_spec *ms, pid_t *pid,
                         int *control_fd);
 
+/* ---- route.c ---------------------------------------------------------------- */
+
+/* This host's address (numeric, into out) on the route to host, a name or
+ * an address; false when host does not resolve or no route leads there.
+ * Sends nothing. */
+bool distc__route_to_host(const char *host, char *out, size_t cap);
+
 /* ---- local_socket.c ---------------------------------------------------------- */
 
 /* An abstract AF_UNIX listener with a fresh name, written to addr as

@@ -125,34 +125,6 @@ static int srun_set_option(void *state, const char *name, const char *value) {
 
 /* ---- the master's address ---- */
 
-/* This host's address on the route to addr (numeric), by connecting a UDP
- * socket, which sends nothing. */
-static bool route_from(const struct sockaddr *to, socklen_t len, char *out,
-                       size_t cap) {
-  int fd = socket(to->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0)
-    return false;
-  struct sockaddr_storage me;
-  socklen_t ml = sizeof me;
-  bool ok = connect(fd, to, len) == 0 &&
-            getsockname(fd, (struct sockaddr *)&me, &ml) == 0 &&
-            getnameinfo((struct sockaddr *)&me, ml, out, (socklen_t)cap, NULL,
-                        0, NI_NUMERICHOST) == 0;
-  close(fd);
-  return ok;
-}
-
-static bool route_to_host(const char *host, char *out, size_t cap) {
-  struct addrinfo hints = {.ai_socktype = SOCK_DGRAM}, *res;
-  if (getaddrinfo(host, "9", &hints, &res) != 0)
-    return false;
-  bool ok = false;
-  for (struct addrinfo *a = res; a && !ok; a = a->ai_next)
-    ok = route_from(a->ai_addr, a->ai_addrlen, out, cap);
-  freeaddrinfo(res);
-  return ok;
-}
-
 /* The node's NodeAddr, asked of the controller (the node names of a cluster
  * need not resolve on its login nodes).  Only after checking that libslurm
  * finds its configuration: it would exit() the process otherwise. */
@@ -180,14 +152,14 @@ static int master_host(srun_state *s, char *out, size_t cap, const char **why) {
     return 0;
   }
   for (int i = 0; i < s->nnodes; i++)
-    if (route_to_host(s->nodes[i].pl.label, out, cap)) {
+    if (distc__route_to_host(s->nodes[i].pl.label, out, cap)) {
       *why = "route to the first node";
       return 0;
     }
   char addr[256];
   for (int i = 0; i < s->nnodes; i++)
     if (node_addr(s->nodes[i].pl.label, addr, sizeof addr) &&
-        route_to_host(addr, out, cap)) {
+        distc__route_to_host(addr, out, cap)) {
       *why = "route to the first node's NodeAddr";
       return 0;
     }
