@@ -187,6 +187,10 @@ int distc__worker_pump_once(distc__conn *c) {
       held.head = held.n = 0;
   } else {
     r = distc__conn_read_frame(c, &fr);
+    /* A call may run long: from now on the master rings, so the I/O
+     * thread hears an INTERRUPT. */
+    if (r > 0)
+      distc__conn_spin(c, false);
   }
   if (r <= 0)
     return r;
@@ -266,8 +270,10 @@ static void future_wait_until(distc_future *f, double deadline) {
 
   double t0 = distc__now(), budget = atomic_load(&spin_ns);
   bool spun_ok = false, reading = worker && distc__reader_acquire();
-  if (c && !worker)
+  if (c && !worker) {
     distc__conn_quiet(c, true);
+    distc__conn_spinning(c, true);
+  }
   if (deadline > 0 && t0 + budget > deadline)
     budget = deadline > t0 ? deadline - t0 : 0;
   while (distc__now() - t0 < budget) {
@@ -286,8 +292,10 @@ static void future_wait_until(distc_future *f, double deadline) {
     }
     distc__cpu_relax();
   }
-  if (c && !worker)
+  if (c && !worker) {
+    distc__conn_spinning(c, false);
     distc__conn_quiet(c, false);
+  }
 
   if (!spun_ok) {
     if (worker) {

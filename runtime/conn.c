@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -21,12 +22,25 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "ring.h"
+
+/* Frames of the shared-memory switch, outside the normal type range: they
+ * never leave conn.c.  SHM (worker -> master, a memfd attached): the rings;
+ * SHM_ACK (master -> worker, flags 1: accepted): everything after it comes
+ * through the ring; SHM_ON (worker -> master): the same the other way. */
+#define F_SHM 0xF0
+#define F_SHM_ACK 0xF1
+#define F_SHM_ON 0xF2
+/* A reader with an empty ring looks at its socket (for its end) at least
+ * this often even without a doorbell. */
+#define PROBE_NS 1e6
 
 #define STAGE_SIZE 65536
 /* Frames from this size on get a "send" span when tracing. */
 #define TRACE_SEND_MIN ((size_t)1 << 20)
 
 static void rearm(distc__conn *c);
+static size_t drain_ring_queue(distc__conn *c);
 
 /* Only the connection's reader bumps it: no atomic read-modify-write. */
 static inline void count_rx(distc__conn *c, size_t n) {
@@ -55,6 +69,7 @@ distc__conn *distc__conn_new(int fd) {
   }
   c->fd = fd;
   c->epfd = -1;
+  c->fd_in = -1;
   atomic_init(&c->refs, 1);
   pthread_mutex_init(&c->qlock, NULL);
   pthread_mutex_init(&c->wlock, NULL);
@@ -70,6 +85,9 @@ void distc__conn_unref(distc__conn *c) {
     return;
   if (c->fd >= 0)
     close(c->fd);
+  if (c->fd_in >= 0)
+    close(c->fd_in);
+  distc__shm_unmap(c->shm);
   free(c->stage);
   distc__free(c->partial.payload);
   free(c->pending.keys);
@@ -97,6 +115,79 @@ void distc__conn_quiet(distc__conn *c, bool on) {
   pthread_mutex_unlock(&c->qlock);
 }
 
+void distc__conn_spinning(distc__conn *c, bool on) {
+  if (!c->rx)
+    return;
+  pthread_mutex_lock(&c->qlock);
+  c->ring_spinners += on ? 1 : -1;
+  if (c->ring_spinners < 0) /* began before the switch to the ring */
+    c->ring_spinners = 0;
+  bool stopped = !on && c->ring_spinners == 0;
+  if (on && c->ring_spinners == 1)
+    atomic_store(&c->rx->rd_spin, 1);
+  pthread_mutex_unlock(&c->qlock);
+  /* Bytes that came while we spun came without a doorbell: read them now,
+   * or nobody would.  Another reader holding the role reads them too, or
+   * lets go and we take it. */
+  while (stopped && distc__conn_spin(c, false) &&
+         !atomic_load(&c->rx->rd_spin) && !atomic_load(&c->dead)) {
+    if (distc__master_pump(c, false) != 0)
+      break;
+    sched_yield();
+  }
+}
+
+static void ring_bell(distc__conn *c, distc__ring *r) {
+  atomic_fetch_add(&r->bells, 1);
+  char b = 0;
+  if (send(c->fd, &b, 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+    /* Full of doorbells already, or the peer is gone: either way it is
+     * told. */
+  }
+}
+
+/* Producer, after publishing bytes: the doorbell, unless the reader spins. */
+static void tx_bell(distc__conn *c) {
+  atomic_thread_fence(memory_order_seq_cst);
+  if (!atomic_load_explicit(&c->tx->rd_spin, memory_order_relaxed))
+    ring_bell(c, c->tx);
+}
+
+bool distc__conn_spin(distc__conn *c, bool on) {
+  distc__ring *r = c->rx;
+  if (!r)
+    return false;
+  /* Stores only on a change: the writer reads this line on every frame. */
+  if (on) {
+    if (!atomic_load_explicit(&r->rd_spin, memory_order_relaxed))
+      atomic_store_explicit(&r->rd_spin, 1, memory_order_relaxed);
+    return false;
+  }
+  if (atomic_load_explicit(&r->rd_spin, memory_order_relaxed))
+    atomic_store_explicit(&r->rd_spin, 0, memory_order_relaxed);
+  atomic_thread_fence(memory_order_seq_cst);
+  return distc__ring_used(r) > 0 || c->stage_len > c->stage_off;
+}
+
+size_t distc__conn_ring_unread(distc__conn *c) {
+  return c->rx ? distc__ring_used(c->rx) : 0;
+}
+
+bool distc__conn_on_ring(distc__conn *c) { return atomic_load(&c->on_ring); }
+
+ssize_t distc__conn_write_some(distc__conn *c, const void *p, size_t n) {
+  if (!c->tx)
+    return send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+  struct iovec v = {(void *)p, n};
+  size_t w = distc__ring_writev(c->tx, &v, 1);
+  if (w == 0) {
+    errno = EAGAIN;
+    return -1;
+  }
+  tx_bell(c);
+  return (ssize_t)w;
+}
+
 static void put_hdr(unsigned char *b, uint32_t len, uint8_t type,
                     uint8_t flags, uint64_t id) {
   for (int i = 0; i < 4; i++)
@@ -120,6 +211,8 @@ static void get_hdr(const unsigned char *b, distc__hdr *h) {
 }
 
 int distc__conn_poll(distc__conn *c, int timeout_ms) {
+  if (c->rx && distc__conn_spin(c, false))
+    return 1;
   struct pollfd p = {.fd = c->fd, .events = POLLIN};
   int r;
   do
@@ -154,7 +247,7 @@ void distc__conn_set_io_thread(void) { in_io_thread = true; }
 static void rearm(distc__conn *c) {
   struct epoll_event ev = {
       .events = (c->spinners ? 0 : EPOLLIN | EPOLLRDHUP) |
-                (c->want_out ? EPOLLOUT : 0),
+                (c->want_out && !c->tx ? EPOLLOUT : 0),
       .data.ptr = c->epdata};
   epoll_ctl(c->epfd, EPOLL_CTL_MOD, c->fd, &ev);
 }
@@ -197,9 +290,37 @@ static int enqueue(distc__conn *c, const struct iovec *v, int n) {
     memcpy(c->sq + c->sq_len, v[i].iov_base, v[i].iov_len);
     c->sq_len += v[i].iov_len;
   }
+  if (c->tx) {
+    drain_ring_queue(c);
+    return 0;
+  }
   if (used == 0)
     want_out(c, true);
   return 0;
+}
+
+/* Under wlock, on the ring: moves queued bytes into it; how many. */
+static size_t drain_ring_queue(distc__conn *c) {
+  size_t moved = 0;
+  while (c->sq_len > c->sq_off) {
+    struct iovec v = {c->sq + c->sq_off, c->sq_len - c->sq_off};
+    size_t w = distc__ring_writev(c->tx, &v, 1);
+    c->sq_off += w;
+    moved += w;
+    if (c->sq_len == c->sq_off)
+      break;
+    /* Full: the reader rings when it makes room (then the I/O thread, or
+     * whoever pumps the connection, moves the rest). */
+    atomic_store(&c->tx->wr_wait, 1);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (distc__ring_used(c->tx) == DISTC__RING_CAP)
+      break;
+  }
+  if (moved)
+    tx_bell(c);
+  if (c->sq_len == c->sq_off)
+    c->sq_off = c->sq_len = 0;
+  return moved;
 }
 
 static int send_frame(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
@@ -245,12 +366,28 @@ static int send_frame(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
         rc = enqueue(c, v + first, n - first);
         break;
       }
+      if (c->tx) {
+        if (drain_ring_queue(c) == 0)
+          distc__ring_wait_room(c->tx, SEND_RECHECK_MS);
+        continue;
+      }
       distc__cond_wait_ns(&c->wcond, &c->wlock, SEND_RECHECK_MS * 1e6);
       continue;
     }
     int k = n - first < IOV_MAX ? n - first : IOV_MAX;
-    struct msghdr m = {.msg_iov = v + first, .msg_iovlen = (size_t)k};
-    ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t w;
+    if (c->tx) {
+      w = (ssize_t)distc__ring_writev(c->tx, v + first, n - first);
+      if (w > 0)
+        tx_bell(c);
+      else {
+        w = -1;
+        errno = EAGAIN;
+      }
+    } else {
+      struct msghdr m = {.msg_iov = v + first, .msg_iovlen = (size_t)k};
+      w = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
     if (w < 0) {
       if (errno == EINTR)
         continue;
@@ -265,7 +402,11 @@ static int send_frame(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
         }
         /* A large frame goes out directly (the queue is empty), waiting
          * for room a little at a time so a lost peer ends the wait. */
-        if (wait_writable(c->fd, SEND_RECHECK_MS) == 0)
+        if (c->tx) {
+          distc__ring_wait_room(c->tx, SEND_RECHECK_MS);
+          if (c->epfd < 0 || !atomic_load(&c->dead))
+            continue;
+        } else if (wait_writable(c->fd, SEND_RECHECK_MS) == 0)
           continue;
       }
       rc = DISTC_EPROCEXIT;
@@ -318,6 +459,21 @@ int distc__conn_flush(distc__conn *c) {
   if (pthread_mutex_trylock(&c->wlock) != 0)
     return 0; /* a sender holds it; it queues behind or writes itself */
   int rc = 0;
+  if (c->tx) {
+    if (c->sq_len == c->sq_off) {
+      pthread_mutex_unlock(&c->wlock);
+      return 0;
+    }
+    drain_ring_queue(c);
+    if (c->sq_len == c->sq_off && c->sq_cap > 65536) {
+      free(c->sq);
+      c->sq = NULL;
+      c->sq_cap = 0;
+    }
+    pthread_cond_broadcast(&c->wcond);
+    pthread_mutex_unlock(&c->wlock);
+    return 0;
+  }
   while (c->sq_len > c->sq_off) {
     ssize_t w = send(c->fd, c->sq + c->sq_off, c->sq_len - c->sq_off,
                      MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -369,6 +525,60 @@ int distc__send_encoded(distc__conn *c, uint8_t type, uint8_t flags,
 
 /* Fills the staging buffer with whatever the socket has.  Returns bytes
  * read, 0 for nothing available, or < 0 when the connection is over. */
+/* Reads up to n bytes from the ring into p; 0 when it is empty and the
+ * socket says nothing new; < 0 once the peer's end is reached and the ring
+ * is empty (a peer that wrote and then died is read to its last byte). */
+static ssize_t ring_in(distc__conn *c, char *p, size_t n) {
+  for (;;) {
+    size_t r = distc__ring_read(c->rx, p, n);
+    if (r > 0) {
+      count_rx(c, r);
+      if (distc__ring_room_made(c->rx))
+        ring_bell(c, c->tx); /* its writer waits for room */
+      return (ssize_t)r;
+    }
+    uint64_t b = atomic_load_explicit(&c->rx->bells, memory_order_relaxed);
+    double now = distc__now();
+    if (b == c->bells_seen && now - c->probe_at < PROBE_NS)
+      return 0;
+    c->bells_seen = b;
+    c->probe_at = now;
+    char trash[256];
+    ssize_t k;
+    while ((k = recv(c->fd, trash, sizeof trash, MSG_DONTWAIT)) > 0 ||
+           (k < 0 && errno == EINTR))
+      ;
+    bool eof = k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+    if (distc__ring_used(c->rx) > 0)
+      continue;
+    return eof ? -1 : 0;
+  }
+}
+
+/* Socket reads keep a descriptor passed along (the shared-memory offer). */
+static ssize_t sock_in(distc__conn *c, char *p, size_t n) {
+  union {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } u;
+  struct iovec v = {p, n};
+  struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1, .msg_control = u.buf,
+                     .msg_controllen = sizeof u.buf};
+  ssize_t r = recvmsg(c->fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  if (r > 0 && m.msg_controllen > 0) {
+    for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
+      if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+        continue;
+      int fd;
+      memcpy(&fd, CMSG_DATA(h), sizeof fd);
+      if (c->fd_in >= 0)
+        close(c->fd_in);
+      c->fd_in = fd;
+    }
+  }
+  return r;
+}
+
 static ssize_t fill_stage(distc__conn *c) {
   if (c->stage_off > 0 && c->stage_off == c->stage_len)
     c->stage_off = c->stage_len = 0;
@@ -379,9 +589,14 @@ static ssize_t fill_stage(distc__conn *c) {
   }
   if (c->stage_len == STAGE_SIZE)
     return 0;
+  if (c->rx) {
+    ssize_t r = ring_in(c, c->stage + c->stage_len, STAGE_SIZE - c->stage_len);
+    if (r > 0)
+      c->stage_len += (size_t)r;
+    return r;
+  }
   for (;;) {
-    ssize_t r = recv(c->fd, c->stage + c->stage_len, STAGE_SIZE - c->stage_len,
-                     MSG_DONTWAIT);
+    ssize_t r = sock_in(c, c->stage + c->stage_len, STAGE_SIZE - c->stage_len);
     if (r > 0) {
       c->stage_len += (size_t)r;
       count_rx(c, (size_t)r);
@@ -392,6 +607,114 @@ static ssize_t fill_stage(distc__conn *c) {
     if (errno == EINTR)
       continue;
     return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+  }
+}
+
+/* Sends a bodiless frame on the socket, waiting for room (a handful of
+ * bytes: only a broken socket fails it).  Under wlock. */
+static int sock_send_hdr(distc__conn *c, uint8_t type, uint8_t flags,
+                         int pass_fd) {
+  unsigned char hdr[DISTC__HDR_LEN];
+  put_hdr(hdr, 0, type, flags, 0);
+  size_t off = 0;
+  while (off < sizeof hdr) {
+    struct iovec v = {hdr + off, sizeof hdr - off};
+    union {
+      struct cmsghdr h;
+      char buf[CMSG_SPACE(sizeof(int))];
+    } u;
+    struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1};
+    if (pass_fd >= 0 && off == 0) {
+      memset(&u, 0, sizeof u);
+      m.msg_control = u.buf;
+      m.msg_controllen = sizeof u.buf;
+      struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+      h->cmsg_level = SOL_SOCKET;
+      h->cmsg_type = SCM_RIGHTS;
+      h->cmsg_len = CMSG_LEN(sizeof(int));
+      memcpy(CMSG_DATA(h), &pass_fd, sizeof pass_fd);
+    }
+    ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (wait_writable(c->fd, SEND_RECHECK_MS) < 0)
+        return DISTC_EPROCEXIT;
+      continue;
+    }
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0)
+      return DISTC_EPROCEXIT;
+    off += (size_t)w;
+  }
+  return 0;
+}
+
+int distc__conn_offer_shm(distc__conn *c) {
+  void *map;
+  int fd = distc__shm_create(&map);
+  if (fd < 0)
+    return distc__seterr(DISTC_EIO, "cannot create the shared-memory rings "
+                         "(memfd_create/mmap: %s)", strerror(errno));
+  pthread_mutex_lock(&c->wlock);
+  int rc = sock_send_hdr(c, F_SHM, 0, fd);
+  if (rc == 0)
+    c->shm = map;
+  pthread_mutex_unlock(&c->wlock);
+  close(fd);
+  if (rc < 0) {
+    distc__shm_unmap(map);
+    return distc__seterr(rc, "lost the master while offering shared memory");
+  }
+  return 0;
+}
+
+/* Under rlock: a step of the switch to the rings.  Whatever the socket
+ * holds after it is doorbells, so the staged rest is dropped. */
+static void shm_switch(distc__conn *c, const distc__hdr *h) {
+  if (h->type == F_SHM && c->epfd >= 0 && !c->shm) { /* master */
+    void *map = c->fd_in >= 0 ? distc__shm_map(c->fd_in) : NULL;
+    if (c->fd_in >= 0)
+      close(c->fd_in);
+    c->fd_in = -1;
+    pthread_mutex_lock(&c->wlock);
+    /* Bytes queued for the socket must reach it first: then decline. */
+    bool ok = map && c->sq_len == c->sq_off;
+    if (sock_send_hdr(c, F_SHM_ACK, ok, -1) < 0)
+      ok = false;
+    if (ok) {
+      c->shm = map;
+      c->tx = distc__shm_ring(map, 1);
+      c->rx_next = distc__shm_ring(map, 0);
+      atomic_store(&c->on_ring, true);
+    }
+    pthread_mutex_unlock(&c->wlock);
+    if (!ok)
+      distc__shm_unmap(map);
+    if (!ok)
+      distc__log(DISTC__LOG_WARN, "declined worker %d's shared memory; it "
+                 "keeps the socket", c->id);
+  } else if (h->type == F_SHM_ACK && c->shm && !c->tx) { /* worker */
+    if (!(h->flags & 1)) {
+      distc__log(DISTC__LOG_WARN,
+                 "the master declined shared memory: using the socket");
+      return;
+    }
+    pthread_mutex_lock(&c->wlock);
+    sock_send_hdr(c, F_SHM_ON, 0, -1);
+    c->tx = distc__shm_ring(c->shm, 0);
+    c->rx = distc__shm_ring(c->shm, 1);
+    atomic_store(&c->on_ring, true);
+    c->stage_off = c->stage_len = 0;
+    pthread_mutex_unlock(&c->wlock);
+  } else if (h->type == F_SHM_ON && c->rx_next) { /* master */
+    c->rx = c->rx_next;
+    c->stage_off = c->stage_len = 0;
+    pthread_mutex_lock(&c->qlock);
+    atomic_store(&c->rx->rd_spin, c->ring_spinners > 0);
+    pthread_mutex_unlock(&c->qlock);
+  } else {
+    distc__log(DISTC__LOG_WARN, "process %d sent an unexpected transport "
+               "frame (type %u): ignored", c->id, h->type);
   }
 }
 
@@ -408,6 +731,11 @@ int distc__conn_read_frame(distc__conn *c, distc__frame *f) {
     }
     get_hdr((unsigned char *)c->stage + c->stage_off, &c->partial.h);
     c->stage_off += DISTC__HDR_LEN;
+    if (c->partial.h.type >= F_SHM && c->partial.h.type <= F_SHM_ON &&
+        c->partial.h.len == 0 && !c->rx) {
+      shm_switch(c, &c->partial.h);
+      return distc__conn_read_frame(c, f);
+    }
     if (c->partial.h.len > distc__max_frame() || c->partial.h.type == 0 ||
         c->partial.h.type > DISTC__F_LAST) {
       distc__log(DISTC__LOG_ERROR,
@@ -433,6 +761,16 @@ int distc__conn_read_frame(distc__conn *c, distc__frame *f) {
       memcpy(c->partial.payload + c->partial_have, c->stage + c->stage_off, k);
       c->stage_off += k;
       c->partial_have += k;
+      continue;
+    }
+    if (want - c->partial_have >= STAGE_SIZE && c->rx) {
+      ssize_t r = ring_in(c, c->partial.payload + c->partial_have,
+                          want - c->partial_have);
+      if (r < 0)
+        return DISTC_EPROCEXIT;
+      if (r == 0)
+        return 0;
+      c->partial_have += (size_t)r;
       continue;
     }
     if (want - c->partial_have >= STAGE_SIZE) {

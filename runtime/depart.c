@@ -51,8 +51,7 @@ static void send_departure(const char *text) {
       return;
   size_t off = 0, total = DISTC__HDR_LEN + n;
   while (off < total && tries <= 200) {
-    ssize_t w = send(conn->fd, frame + off, total - off,
-                     MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t w = distc__conn_write_some(conn, frame + off, total - off);
     if (w > 0) {
       off += (size_t)w;
     } else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {

@@ -137,6 +137,18 @@ typedef struct distc__conn {
   char why[256];                  /* set before the loss: why it was lost */
 
   distc__peer_stats st; /* distc_stats */
+
+  /* Shared-memory transport (conn.c, ring.c): the rings this side writes
+   * and reads once switched (NULL: the socket), the mapping holding both,
+   * a descriptor received over the socket, and the reader's doorbell
+   * bookkeeping.  tx is set under wlock, rx under rlock. */
+  void *shm;
+  struct distc__ring *tx, *rx, *rx_next;
+  atomic_bool on_ring;
+  int fd_in;
+  int ring_spinners; /* under qlock: master threads spinning on rx */
+  uint64_t bells_seen;
+  double probe_at;
 } distc__conn;
 
 /* conn.c */
@@ -169,6 +181,23 @@ void distc__conn_set_io_thread(void);
 int distc__conn_read_frame(distc__conn *c, distc__frame *f);
 /* Blocks until fd is readable or timeout_ms passes (-1: forever). */
 int distc__conn_poll(distc__conn *c, int timeout_ms);
+/* Worker: offers its master the shared-memory transport (a memfd over the
+ * same-host socket); both sides switch when the master accepts.  < 0 when
+ * no memfd could be made. */
+int distc__conn_offer_shm(distc__conn *c);
+/* The reader spins on the ring (true: the writer rings no doorbell) or
+ * stops; stopping returns whether bytes wait in the ring, so the caller
+ * reads them instead of sleeping. */
+bool distc__conn_spin(distc__conn *c, bool on);
+/* Bytes waiting unread in the connection's ring (0 without one). */
+size_t distc__conn_ring_unread(distc__conn *c);
+/* Master: a thread spins reading c (counted); the last to stop reads what
+ * came meanwhile without a doorbell. */
+void distc__conn_spinning(distc__conn *c, bool on);
+bool distc__conn_on_ring(distc__conn *c);
+/* Under wlock: writes what it can of p (the ring or the socket, with the
+ * doorbell); -1 with errno EAGAIN when full.  Async-signal-safe. */
+ssize_t distc__conn_write_some(distc__conn *c, const void *p, size_t n);
 /* Pending-call table (under plock). */
 int distc__pending_put(distc__conn *c, distc_future *f);
 distc_future *distc__pending_take(distc__conn *c, uint64_t id);

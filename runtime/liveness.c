@@ -65,7 +65,8 @@ double distc__conn_silent(distc__conn *c, double now) {
   /* Bytes waiting unread mean the peer spoke and we were the slow ones
    * (this checker ran late, or every reader was busy). */
   int unread = 0;
-  if (ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0) {
+  if ((ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0) ||
+      distc__conn_ring_unread(c) > 0) {
     c->rx_at = now;
     return 0;
   }

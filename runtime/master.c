@@ -207,6 +207,10 @@ int distc__master_pump(distc__conn *c, bool block_lock) {
     distc__worker_lost(c);
     return r;
   }
+  /* On the rings, room for queued bytes is announced on the socket whoever
+   * reads it: move them on. */
+  if (c->tx && c->sq_len != c->sq_off)
+    distc__conn_flush(c);
   return n;
 }
 
@@ -240,7 +244,8 @@ static void on_workers_io(uv_poll_t *h, int status, int events) {
   int n = epoll_wait(conn_epfd, ev, 64, 0);
   for (int i = 0; i < n; i++) {
     peer *p = ev[i].data.ptr;
-    if (!p->closing && (ev[i].events & EPOLLOUT) &&
+    if (!p->closing &&
+        ((ev[i].events & EPOLLOUT) || distc__conn_on_ring(p->conn)) &&
         distc__conn_flush(p->conn) < 0) {
       distc__worker_lost(p->conn);
       peer_close(p);

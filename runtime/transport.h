@@ -8,9 +8,11 @@
 #define DISTC_ENV_TRANSPORT "DISTC_TRANSPORT"
 
 typedef enum distc__transport {
-  DISTC__TRANSPORT_AUTO, /* unset: the Unix socket when reachable, else TCP */
+  DISTC__TRANSPORT_AUTO, /* unset: shm when the Unix socket is reachable,
+                          * else TCP */
   DISTC__TRANSPORT_TCP,  /* TCP only, and no single-copy reads */
-  DISTC__TRANSPORT_UNIX  /* the same-host Unix socket when offered, or fail */
+  DISTC__TRANSPORT_UNIX, /* the same-host Unix socket when offered, or fail */
+  DISTC__TRANSPORT_SHM   /* shared-memory rings beside that socket, or fail */
 } distc__transport;
 
 /* The transport $DISTC_TRANSPORT forces, or DISTC__TRANSPORT_AUTO; a

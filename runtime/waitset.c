@@ -333,6 +333,10 @@ distc__wsnode *distc__waitset_next(distc__waitset *ws, int busy,
   bool hard = busy + 1 <= distc__ncores();
   if (reader && !any_done(ws)) {
     distc__waitset_hold(ws);
+    /* Spinning hard, nobody needs the writers' doorbells. */
+    int nspin = hard ? ws->nconns : 0;
+    for (int i = 0; i < nspin; i++)
+      distc__conn_spinning(ws->conns[i].c, true);
     while (!any_done(ws)) {
       if (hard)
         pump_all(ws);
@@ -348,6 +352,8 @@ distc__wsnode *distc__waitset_next(distc__waitset *ws, int busy,
       else
         sched_yield(); /* the workers it waits for go first */
     }
+    for (int i = 0; i < nspin && i < ws->nconns; i++)
+      distc__conn_spinning(ws->conns[i].c, false);
     if (!any_done(ws) && ws->efd < 0)
       ws->efd = thread_efd();
     if (!any_done(ws) && ws->efd >= 0)

@@ -377,6 +377,15 @@ int distc__worker_main(void) {
     die("out of memory");
   C->master->id = DISTC_MASTER;
   C->master->cma = cma;
+  /* On the same host the rings carry the frames (transport.c); forced
+   * unix keeps the socket alone. */
+  distc__transport tr;
+  if (via_local && distc__transport_forced(&tr) == 0 &&
+      tr != DISTC__TRANSPORT_UNIX && distc__conn_offer_shm(C->master) < 0) {
+    if (tr == DISTC__TRANSPORT_SHM)
+      die("%s", distc_errmsg());
+    distc__log(DISTC__LOG_WARN, "%s: staying on the socket", distc_errmsg());
+  }
   if (distc__output_capture() < 0)
     die("%s", distc_errmsg());
   distc__depart_init(C->master);
@@ -430,6 +439,7 @@ int distc__worker_main(void) {
       cork(fd, corked = false);
     took = CORK_MAX_NS; /* the next call is not known to be short */
     if (distc__now() - last < IDLE_SPIN_NS && last >= yield_lost_until) {
+      distc__conn_spin(C->master, true); /* no doorbell while we look */
       if (idle++ % SPARE_CHECK == 0)
         hard = mine && distc__spare_core();
       if (hard)

@@ -4,6 +4,7 @@
  * isolated and has its own timeout.  Prints `N passed, M failed`. */
 #include <distc.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +79,21 @@ DISTC_FUNCTION(die) {
   (void)ctx;
   usleep(50000);
   raise(SIGKILL);
+  return distc_nil();
+}
+
+/* Writes output without end: the worker is always in the middle of writing
+ * to its connection. */
+DISTC_FUNCTION(spew) {
+  (void)args;
+  (void)ctx;
+  static char block[65536];
+  memset(block, 'x', sizeof block - 1);
+  block[sizeof block - 1] = '\n';
+  for (;;) {
+    fwrite(block, 1, sizeof block, stdout);
+    fflush(stdout);
+  }
   return distc_nil();
 }
 
@@ -355,6 +371,65 @@ static void case_kill_worker(void) {
   distc_value_free(v);
 }
 
+/* Mappings of the shared-memory rings in this process. */
+static int ring_maps(void) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  char line[512];
+  int n = 0;
+  if (!f)
+    return -1;
+  while (fgets(line, sizeof line, f))
+    n += strstr(line, "distc-ring") != NULL;
+  fclose(f);
+  return n;
+}
+
+/* Run with DISTC_TRANSPORT=shm and 2 workers: a worker killed while it
+ * writes to its ring is reported within 1 s and the master keeps serving
+ * the other; nothing is left in /dev/shm, and no mapping after rmprocs. */
+static void case_shm_kill(void) {
+  distc_value *v = NULL;
+  /* Each worker's offer precedes its answers. */
+  OK(distc_remotecall_fetch(3, "myid", NULL, &v));
+  distc_value_free(v);
+  OK(distc_remotecall_fetch(2, "ospid", NULL, &v));
+  pid_t pid = (pid_t)distc_value_int(v);
+  distc_value_free(v);
+  CHECK(ring_maps() == 2, "ring mappings %d, want 2", ring_maps());
+  char cmd[64];
+  snprintf(cmd, sizeof cmd, "ls /dev/shm | grep -q distc");
+  CHECK(system(cmd) != 0, "an entry in /dev/shm");
+  /* The flood goes nowhere. */
+  fflush(stdout);
+  int out = dup(1), null = open("/dev/null", O_WRONLY);
+  dup2(null, 1);
+  close(null);
+  distc_future *f;
+  OK(distc_remotecall(2, "spew", NULL, &f));
+  usleep(300000);
+  kill(pid, SIGKILL);
+  double t0 = now_s();
+  int rc = distc_fetch(f, &v);
+  double took = now_s() - t0;
+  fflush(stdout);
+  dup2(out, 1);
+  close(out);
+  CHECK(rc == DISTC_EPROCEXIT && strstr(distc_errmsg(), "exited"),
+        "rc %d %s", rc, distc_errmsg());
+  CHECK(took < 1.0, "reported after %.3f s", took);
+  distc_future_free(f);
+  OK(distc_remotecall_fetch(3, "myid", NULL, &v));
+  CHECK(distc_value_int(v) == 3, "worker 3 answers");
+  distc_value_free(v);
+  int rm[] = {3};
+  OK(distc_rmprocs(rm, 1));
+  double t1 = now_s();
+  while (ring_maps() > 0 && now_s() - t1 < 5)
+    usleep(10000);
+  CHECK(ring_maps() == 0, "%d ring mappings left after rmprocs",
+        ring_maps());
+}
+
 static const char *other_binary;
 
 static void case_addprocs(void) {
@@ -509,6 +584,8 @@ int main(int argc, char **argv) {
     case_everywhere();
   else if (!strcmp(name, "kill-worker"))
     case_kill_worker();
+  else if (!strcmp(name, "shm-kill"))
+    case_shm_kill();
   else if (!strcmp(name, "addprocs")) {
     other_binary = argc > 2 ? argv[2] : NULL;
     case_addprocs();

@@ -32,9 +32,14 @@ check "unix: the calls pass" 'grep -q " 0 failed" unix.out'
 check "unix: both workers take the Unix socket" \
   '[ "$(grep -o "\"same_host_socket\":true" unix.json | wc -l)" -eq 2 ]'
 
+run shm shm
+check "shm: the calls pass" 'grep -q " 0 failed" shm.out'
+check "shm: both workers take the Unix socket" \
+  '[ "$(grep -o "\"same_host_socket\":true" shm.json | wc -l)" -eq 2 ]'
+
 run bogus bogus
 rc=$?
 check "bogus: the run fails" '[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ]'
 check "bogus: the error names the variable and the valid values" \
-  'grep -q "DISTC_TRANSPORT=bogus names no transport: use tcp or unix" bogus.out'
+  'grep -q "DISTC_TRANSPORT=bogus names no transport: use tcp, unix or shm" bogus.out'
 finish
