@@ -23,6 +23,20 @@
 
 #include "../check.h"
 
+/* The master's share of one core while it turns away a flood: a spinning
+ * accept loop takes all of it; dropping ~10,000 connections costs a few
+ * per cent, several times that with every call instrumented by ASan. */
+#if defined(__SANITIZE_ADDRESS__)
+#define FLOOD_CPU_SHARE 0.25
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FLOOD_CPU_SHARE 0.25
+#endif
+#endif
+#ifndef FLOOD_CPU_SHARE
+#define FLOOD_CPU_SHARE 0.10
+#endif
+
 #define OK(rc) CHECK((rc) >= 0, "rc=%d %s", (rc), distc_errmsg())
 
 static double now_s(void) {
@@ -507,8 +521,8 @@ static void case_flood(void) {
    * attacker's connections and on the machine's load: not checked. */
   /* Our own threads (calls, fopen, the I/O thread) and nothing like a
    * spinning accept loop. */
-  CHECK(cpu < 0.10 * wall, "the master used %.2f s of CPU in %.2f s", cpu,
-        wall);
+  CHECK(cpu < FLOOD_CPU_SHARE * wall, "the master used %.2f s of CPU in "
+        "%.2f s", cpu, wall);
   CHECK(lines <= 6, "%d lines on stderr", lines);
   printf("flood of 2000: %d calls, slowest %.3f s, join %.2f s, master CPU "
          "%.2f s in %.2f s, %d stderr lines\n",
@@ -550,8 +564,8 @@ static void case_flood_emfile(void) {
   while (nhog > 0)
     close(hog[--nhog]);
   CHECK(bad == 0, "%d of %d calls failed", bad, calls);
-  CHECK(cpu < 0.10 * wall, "the master used %.2f s of CPU in %.2f s", cpu,
-        wall);
+  CHECK(cpu < FLOOD_CPU_SHARE * wall, "the master used %.2f s of CPU in "
+        "%.2f s", cpu, wall);
   printf("flood at EMFILE: %d calls, master CPU %.2f s in %.2f s\n", calls,
          cpu, wall);
   OK(distc_remotecall_wait(2, "ospid", NULL));
