@@ -26,6 +26,10 @@ void distc__log_setid(int id);
  * prefixed like distc__log. */
 void distc__log_print(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
+/* Logs "who: message" as an error and ends the process with _exit(1): for
+ * a worker that cannot go on (its master unreachable, a refused join). */
+void distc__log_fatal(const char *who, const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 2, 3)));
 /* A program's own name ("distc-launch") replaces the "distc[<id>]" prefix. */
 void distc__log_setname(const char *name);
 

@@ -295,16 +295,7 @@ void distc__join_close(void) {
 
 /* ---- joining, worker side ---- */
 
-static void join_die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-static void join_die(const char *fmt, ...) {
-  char msg[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  distc__log(DISTC__LOG_ERROR, "joining worker: %s", msg);
-  _exit(1);
-}
+#define join_die(...) distc__log_fatal("joining worker", __VA_ARGS__)
 
 int distc__join_main(void) {
   const char *addr = getenv(DISTC_ENV_JOIN);

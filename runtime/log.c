@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common.h"
 
@@ -63,6 +64,16 @@ void distc__log(int level, const char *fmt, ...) {
   va_start(ap, fmt);
   vlog(fmt, ap);
   va_end(ap);
+}
+
+void distc__log_fatal(const char *who, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  distc__log(DISTC__LOG_ERROR, "%s: %s", who, msg);
+  _exit(1);
 }
 
 void distc__log_print(const char *fmt, ...) {

@@ -92,16 +92,7 @@ static bool batches_ahead(const distc__conn *c) {
 static uv_loop_t wloop;
 static uv_poll_t out_poll, hup_poll;
 
-static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-static void die(const char *fmt, ...) {
-  char msg[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  distc__log(DISTC__LOG_ERROR, "worker: %s", msg);
-  _exit(1);
-}
+#define die(...) distc__log_fatal("worker", __VA_ARGS__)
 
 static double env_double(const char *name, double dflt) {
   const char *s = getenv(name);
