@@ -40,6 +40,9 @@
 #define DISTC_ENV_LISTEN_LOCAL_FD "DISTC_LISTEN_LOCAL_FD"
 #define DISTC_ENV_SECRET_FD "DISTC_SECRET_FD" /* fd holding the secret */
 #define DISTC_ENV_INDEX "DISTC_WORKER_INDEX"  /* worker: launch index >= 0 */
+/* worker: how many workers its launch started on its host (MPI's local
+ * size): whether an idle worker may keep a core spinning (worker.c) */
+#define DISTC_ENV_LOCAL_WORKERS "DISTC_LOCAL_WORKERS"
 #define DISTC_ENV_PARENT "DISTC_PARENT_PID"   /* for PR_SET_PDEATHSIG */
 #define DISTC_ENV_LISTEN_FD "DISTC_LISTEN_FD" /* master: listening socket */
 #define DISTC_ENV_NWORKERS "DISTC_NWORKERS"   /* master: workers to await */

@@ -127,6 +127,8 @@ static int added_env(const distc_launch_spec *spec, int index,
   if (rc == 0)
     rc = envv_setf(add, "%s=%d", DISTC_ENV_INDEX, index);
   if (rc == 0)
+    rc = envv_setf(add, "%s=%d", DISTC_ENV_LOCAL_WORKERS, spec->count);
+  if (rc == 0)
     rc = envv_setf(add, "%s=%ld", DISTC_ENV_PARENT, (long)getpid());
   if (rc == 0)
     rc = envv_setf(add, "%s=%d", DISTC_ENV_SECRET_FD, WORKER_SECRET_FD);

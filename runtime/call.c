@@ -270,10 +270,14 @@ static void future_wait_until(distc_future *f, double deadline) {
 
   double t0 = distc__now(), budget = atomic_load(&spin_ns);
   bool spun_ok = false, reading = worker && distc__reader_acquire();
-  if (c && !worker) {
+  /* On the rings a spinning reader gets no doorbell, so the I/O thread is
+   * not woken anyway: only a socket link leaves its epoll set (two system
+   * calls a round trip). */
+  bool quiet = c && !worker && !distc__conn_on_ring(c);
+  if (quiet)
     distc__conn_quiet(c, true);
+  if (c && !worker)
     distc__conn_spinning(c, true);
-  }
   if (deadline > 0 && t0 + budget > deadline)
     budget = deadline > t0 ? deadline - t0 : 0;
   while (distc__now() - t0 < budget) {
@@ -292,10 +296,10 @@ static void future_wait_until(distc_future *f, double deadline) {
     }
     distc__cpu_relax();
   }
-  if (c && !worker) {
+  if (c && !worker)
     distc__conn_spinning(c, false);
+  if (quiet)
     distc__conn_quiet(c, false);
-  }
 
   if (!spun_ok) {
     if (worker) {

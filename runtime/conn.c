@@ -746,7 +746,11 @@ int distc__conn_read_frame(distc__conn *c, distc__frame *f) {
     }
     /* +1 so an empty payload still gets a distinct, freeable buffer;
      * aligned_alloc gives a large one huge pages. */
-    c->partial.payload = distc__aligned_alloc((size_t)c->partial.h.len + 1);
+    /* Large payloads get the aligned allocator's huge pages; a small
+     * one is copied out of by the decoder and freed: malloc's fast path. */
+    size_t n = (size_t)c->partial.h.len + 1;
+    c->partial.payload =
+        n < STAGE_SIZE ? distc__alloc(n) : distc__aligned_alloc(n);
     if (!c->partial.payload)
       return DISTC_ENOMEM;
     c->partial_have = 0;

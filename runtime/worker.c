@@ -31,20 +31,48 @@
 
 /* An idle worker spins for IDLE_SPIN_NS before it sleeps, since a busy
  * caller's next call usually follows within microseconds and waking a
- * sleeping process costs tens of them.  It spins hard only while it has a
- * core of its own: the membership the master sent at joining fits the
- * cores (all on this host, the common case; spread over hosts it errs on
- * the side of sharing) and the kernel counts no more runnable tasks than
- * cores (re-read every SPARE_CHECK polls: workers that joined early saw
- * few peers).  Otherwise it yields between polls, so any task with work —
- * a busy peer, the master, another program — runs first, and it still
- * picks up the next call without the cost of a wake-up. */
-static bool own_core(void) {
+ * sleeping process costs tens of them.  It spins hard only while the
+ * cluster's processes on this host fit its cores: the workers its launch
+ * started here ($DISTC_LOCAL_WORKERS, MPI's "local size") plus the master
+ * when it is here.  Other programs do not count, whatever the load: a
+ * nice 19 job per core must not turn a 2 us round trip into a wake-up of
+ * tens (the scheduler gives the spinner its share anyway, as it does to an
+ * MPI rank polling its shared memory).  A worker that joined by itself
+ * knows only the membership the master sent at joining (workers that
+ * joined early saw few peers), so it also looks at the kernel's count of
+ * runnable tasks every SPARE_CHECK polls.  Otherwise it yields between
+ * polls, so any task with work — a busy peer, the master, another program —
+ * runs first, and it still picks up the next call without the cost of a
+ * wake-up. */
+static int local_workers; /* $DISTC_LOCAL_WORKERS, 0: unknown */
+
+/* Whether the master runs on this host: the same-host socket, or a TCP
+ * link whose two ends have one address (loopback, or our own). */
+static bool master_here(int fd, bool via_local) {
+  struct sockaddr_storage a, b;
+  socklen_t la = sizeof a, lb = sizeof b;
+  if (via_local)
+    return true;
+  if (getsockname(fd, (struct sockaddr *)&a, &la) < 0 ||
+      getpeername(fd, (struct sockaddr *)&b, &lb) < 0 || a.ss_family != b.ss_family)
+    return false;
+  if (a.ss_family == AF_INET)
+    return ((struct sockaddr_in *)&a)->sin_addr.s_addr ==
+           ((struct sockaddr_in *)&b)->sin_addr.s_addr;
+  if (a.ss_family == AF_INET6)
+    return memcmp(&((struct sockaddr_in6 *)&a)->sin6_addr,
+                  &((struct sockaddr_in6 *)&b)->sin6_addr,
+                  sizeof(struct in6_addr)) == 0;
+  return false;
+}
+
+static bool own_core(bool master_here) {
   cpu_set_t set;
   long cores = sched_getaffinity(0, sizeof set, &set) == 0
                    ? CPU_COUNT(&set)
                    : sysconf(_SC_NPROCESSORS_ONLN);
-  return distc__C.nids + 1 <= cores;
+  int here = local_workers > 0 ? local_workers : distc__C.nids;
+  return here + (master_here ? 1 : 0) <= cores;
 }
 
 /* Yielding pays while the tasks it lets run are our peers, which soon
@@ -324,6 +352,8 @@ int distc__worker_main(void) {
   read_secret(secret);
   distc__shared_set_secret(secret);
   int index = atoi(idx);
+  const char *lw = getenv(DISTC_ENV_LOCAL_WORKERS);
+  local_workers = lw ? atoi(lw) : 0;
   double deadline = distc__now() + env_double(DISTC_ENV_TIMEOUT, 60) * 1e9;
   char *master_addr = strdup(addr);
   const char *local = getenv(DISTC_ENV_MASTER_LOCAL);
@@ -337,7 +367,7 @@ int distc__worker_main(void) {
    * think they are workers too. */
   const char *ours[] = {DISTC_ENV_ROLE, DISTC_ENV_MASTER, DISTC_ENV_SECRET_FD,
                         DISTC_ENV_INDEX, DISTC_ENV_PARENT, DISTC_ENV_TIMEOUT,
-                        DISTC_ENV_MASTER_LOCAL};
+                        DISTC_ENV_MASTER_LOCAL, DISTC_ENV_LOCAL_WORKERS};
   for (size_t i = 0; i < DISTC__ARRAY_LEN(ours); i++)
     unsetenv(ours[i]);
 
@@ -407,7 +437,7 @@ int distc__worker_main(void) {
     die("cannot start the I/O thread");
 
   double last = distc__now(), took = CORK_MAX_NS;
-  bool corked = false, mine = own_core(), hard = mine;
+  bool corked = false, mine = own_core(master_here(fd, via_local)), hard = mine;
   double yield_lost_until = 0;
   unsigned idle = 0;
   for (;;) {
@@ -431,7 +461,7 @@ int distc__worker_main(void) {
     took = CORK_MAX_NS; /* the next call is not known to be short */
     if (distc__now() - last < IDLE_SPIN_NS && last >= yield_lost_until) {
       distc__conn_spin(C->master, true); /* no doorbell while we look */
-      if (idle++ % SPARE_CHECK == 0)
+      if (local_workers == 0 && idle++ % SPARE_CHECK == 0)
         hard = mine && distc__spare_core();
       if (hard)
         distc__cpu_relax();
