@@ -21,8 +21,9 @@ typedef struct distc__wsnode {
 } distc__wsnode;
 
 typedef struct distc__wsconn {
-  distc__conn *c;     /* a reference, and quiet while held */
+  distc__conn *c;     /* a reference */
   int n;              /* outstanding nodes on it */
+  bool quiet;         /* out of the I/O thread's epoll set (see waitset.c) */
 } distc__wsconn;
 
 typedef struct distc__waitset {

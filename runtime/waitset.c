@@ -9,6 +9,10 @@
  * an answer then wakes one thread, not the I/O thread and then the owner.
  * The owner must release them before anything that may block — a send,
  * user code — or a worker blocked writing to it would never be read.
+ * A ring link leaves the epoll set only when the owner goes to sleep: while
+ * it looks, the writer rings no doorbell, so the I/O thread is not woken
+ * anyway, and a batch loop that holds and releases around every send would
+ * otherwise pay two epoll_ctl calls per batch.
  *
  * While answers have been coming quickly the owner spins reading them, for
  * an adaptive budget: hard while the machine has a core for it beside the
@@ -105,9 +109,22 @@ void distc__waitset_init(distc__waitset *ws) {
   ws->quiet = false;
 }
 
+static void set_quiet(distc__wsconn *w, bool on) {
+  if (w->quiet != on) {
+    distc__conn_quiet(w->c, on);
+    w->quiet = on;
+  }
+}
+
+/* Held: a socket link leaves the I/O thread's hands (a ring link only when
+ * the owner sleeps, poll_wait). */
+static void hold_one(distc__wsconn *w) {
+  if (!distc__conn_on_ring(w->c))
+    set_quiet(w, true);
+}
+
 static void conn_release(distc__waitset *ws, int i) {
-  if (ws->quiet)
-    distc__conn_quiet(ws->conns[i].c, false);
+  set_quiet(&ws->conns[i], false);
   distc__conn_unref(ws->conns[i].c);
   ws->conns[i] = ws->conns[--ws->nconns];
 }
@@ -116,7 +133,7 @@ void distc__waitset_release(distc__waitset *ws) {
   if (!ws->quiet)
     return;
   for (int i = 0; i < ws->nconns; i++)
-    distc__conn_quiet(ws->conns[i].c, false);
+    set_quiet(&ws->conns[i], false);
   ws->quiet = false;
 }
 
@@ -125,7 +142,7 @@ void distc__waitset_hold(distc__waitset *ws) {
   if (ws->quiet)
     return;
   for (int i = 0; i < ws->nconns; i++)
-    distc__conn_quiet(ws->conns[i].c, true);
+    hold_one(&ws->conns[i]);
   ws->quiet = true;
 }
 
@@ -182,9 +199,10 @@ static void conn_hold(distc__waitset *ws, distc__conn *c) {
     ws->capconns = cap;
   }
   atomic_fetch_add(&c->refs, 1);
+  ws->conns[ws->nconns] = (distc__wsconn){c, 1, false};
   if (ws->quiet)
-    distc__conn_quiet(c, true);
-  ws->conns[ws->nconns++] = (distc__wsconn){c, 1};
+    hold_one(&ws->conns[ws->nconns]);
+  ws->nconns++;
 }
 
 static void conn_drop(distc__waitset *ws, distc__conn *c) {
@@ -236,7 +254,8 @@ static void pump_all(distc__waitset *ws) {
       distc__master_pump(ws->conns[i].c, false);
 }
 
-/* Reads the held connections that have something to read. */
+/* Reads the held connections that have something to read: a ring is
+ * looked at in memory, the sockets with one poll() for all of them. */
 static void pump_ready(distc__waitset *ws) {
   struct pollfd pf[POLL_MAX];
   distc__conn *which[POLL_MAX];
@@ -245,6 +264,11 @@ static void pump_ready(distc__waitset *ws) {
     distc__conn *c = ws->conns[i].c;
     if (atomic_load(&c->dead))
       continue;
+    if (distc__conn_on_ring(c)) {
+      if (distc__conn_ring_unread(c) > 0)
+        distc__master_pump(c, false);
+      continue;
+    }
     pf[n] = (struct pollfd){.fd = c->fd, .events = POLLIN};
     which[n++] = c;
   }
@@ -262,6 +286,8 @@ static void pump_ready(distc__waitset *ws) {
 static void poll_wait(distc__waitset *ws, double deadline) {
   struct pollfd pf[POLL_MAX + 1];
   distc__conn *which[POLL_MAX];
+  for (int i = 0; ws->quiet && i < ws->nconns; i++)
+    set_quiet(&ws->conns[i], true); /* the ring links too, now */
   while (!any_done(ws)) {
     int npf = 0;
     for (int i = 0; i < ws->nconns && npf < POLL_MAX; i++) {
@@ -333,8 +359,9 @@ distc__wsnode *distc__waitset_next(distc__waitset *ws, int busy,
   bool hard = busy + 1 <= distc__ncores();
   if (reader && !any_done(ws)) {
     distc__waitset_hold(ws);
-    /* Spinning hard, nobody needs the writers' doorbells. */
-    int nspin = hard ? ws->nconns : 0;
+    /* Looking, hard or between yields, nobody needs the writers'
+     * doorbells on the rings: a bell is a system call on each side. */
+    int nspin = ws->nconns;
     for (int i = 0; i < nspin; i++)
       distc__conn_spinning(ws->conns[i].c, true);
     while (!any_done(ws)) {
