@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "ring.h"
 #include "parallel.h"
 
 #define SPIN_MIN_NS 2000.0
@@ -69,8 +70,11 @@ void distc__future_complete(distc_future *f, int err, distc_value *v,
   f->errmsg = errmsg;
   pthread_mutex_lock(&f->mu);
   atomic_store_explicit(&f->state, DISTC__FUT_DONE, memory_order_release);
-  if (f->sleepers)
+  if (f->sleepers) {
     pthread_cond_broadcast(&f->cond);
+    if (f->wake_ring)
+      distc__ring_wake(f->wake_ring);
+  }
   void (*cb)(distc_future *, void *) = f->notify;
   void *arg = f->notify_arg;
   pthread_mutex_unlock(&f->mu);
@@ -257,6 +261,38 @@ static void await_release(distc__conn *c, uint64_t id) {
   }
 }
 
+/* Master: sleeps on the futex of c's ring, as its reader, until f is done
+ * or the deadline passes.  The answer then wakes this thread alone, where
+ * sleeping on the condition takes two wake-ups (the I/O thread's, then
+ * ours); whoever else completes f (the I/O thread, another waiter, the loss
+ * of the worker) wakes us through f->wake_ring. */
+static void ring_sleep(distc_future *f, distc__conn *c, double deadline) {
+  distc__ring *r = c->rx;
+  pthread_mutex_lock(&f->mu);
+  f->sleepers++;
+  f->wake_ring = r;
+  pthread_mutex_unlock(&f->mu);
+  while (!is_done(f) && !atomic_load(&c->dead)) {
+    int ms = 1000; /* a bound, not a poll: every event wakes us */
+    if (deadline > 0) {
+      double left = deadline - distc__now();
+      if (left <= 0)
+        break;
+      if (left / 1e6 + 1 < ms)
+        ms = (int)(left / 1e6) + 1;
+    }
+    uint32_t seq = distc__ring_sleep_begin(r);
+    if (distc__master_pump(c, false) == 0 && !is_done(f))
+      distc__ring_sleep_wait(r, seq, ms);
+    distc__ring_sleep_end(r);
+  }
+  pthread_mutex_lock(&f->mu);
+  f->sleepers--;
+  f->wake_ring = NULL;
+  pthread_mutex_unlock(&f->mu);
+  distc__conn_drain_unbelled(c);
+}
+
 /* Until f is done or the deadline (monotonic ns, 0: none) passes. */
 static void future_wait_until(distc_future *f, double deadline) {
   if (is_done(f))
@@ -269,6 +305,10 @@ static void future_wait_until(distc_future *f, double deadline) {
     c = distc__conn_get(f->pid);
 
   double t0 = distc__now(), budget = atomic_load(&spin_ns);
+  /* Beside jobs of our own priority a spinner holds the core the answer
+   * needs: look once, then sleep. */
+  if (!distc__spin_pays())
+    budget = SPIN_MIN_NS;
   bool spun_ok = false, reading = worker && distc__reader_acquire();
   /* On the rings a spinning reader gets no doorbell, so the I/O thread is
    * not woken anyway: only a socket link leaves its epoll set (two system
@@ -318,6 +358,8 @@ static void future_wait_until(distc_future *f, double deadline) {
           distc__conn_poll(c, ms);
         }
       }
+    } else if (c && c->rx) {
+      ring_sleep(f, c, deadline);
     } else {
       pthread_mutex_lock(&f->mu);
       f->sleepers++;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -107,12 +108,15 @@ static int enc_write(void *data, const char *buf, size_t len) {
     if (len > SIZE_MAX / 2 - sb->size)
       return -1;
     size_t need = sb->size + len;
-    size_t cap = sb->alloc ? sb->alloc : 256;
+    size_t cap = sb->alloc > 256 ? sb->alloc : 256;
     while (cap < need)
       cap *= 2;
-    char *p = distc__realloc(sb->data, cap);
+    char *p = sb->data == e->small_mp ? distc__alloc(cap)
+                                      : distc__realloc(sb->data, cap);
     if (!p)
       return -1;
+    if (sb->data == e->small_mp)
+      memcpy(p, sb->data, sb->size);
     sb->data = p;
     sb->alloc = cap;
   }
@@ -123,16 +127,21 @@ static int enc_write(void *data, const char *buf, size_t len) {
 
 /* e must not move after this: the packer points at e->sb. */
 void distc__enc_init(distc__enc *e) {
-  memset(e, 0, sizeof *e);
+  /* Only the header fields: the inline buffers need no clearing. */
+  memset(e, 0, offsetof(distc__enc, small_mp));
   msgpack_sbuffer_init(&e->sb);
+  e->sb.data = e->small_mp;
+  e->sb.alloc = sizeof e->small_mp;
   msgpack_packer_init(&e->pk, e, enc_write);
 }
 
 void distc__enc_destroy(distc__enc *e) {
-  distc__free(e->sb.data);
+  if (e->sb.data != e->small_mp)
+    distc__free(e->sb.data);
   distc__free(e->segs);
-  distc__free(e->head);
-  memset(e, 0, sizeof *e);
+  if (e->head != e->small_head)
+    distc__free(e->head);
+  memset(e, 0, offsetof(distc__enc, small_mp));
 }
 
 static int enc_toobig(size_t bytes) {
@@ -323,7 +332,13 @@ int distc__enc_finish(distc__enc *e, struct iovec *iov, int max,
     return distc__seterr(DISTC_ETOOBIG, "msgpack part of %zu bytes exceeds "
                          "the 4 GiB limit", e->sb.size);
   size_t headlen = 8 + 8 * e->nsegs;
-  unsigned char *head = distc__realloc(e->head, headlen);
+  unsigned char *head;
+  if (headlen <= sizeof e->small_head && (!e->head || e->head == e->small_head))
+    head = (unsigned char *)e->small_head;
+  else if (e->head == e->small_head)
+    head = distc__alloc(headlen);
+  else
+    head = distc__realloc(e->head, headlen);
   if (!head)
     return enc_nomem(e);
   e->head = (char *)head;

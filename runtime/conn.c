@@ -126,11 +126,21 @@ void distc__conn_spinning(distc__conn *c, bool on) {
   if (on && c->ring_spinners == 1)
     atomic_store(&c->rx->rd_spin, 1);
   pthread_mutex_unlock(&c->qlock);
-  /* Bytes that came while we spun came without a doorbell: read them now,
-   * or nobody would.  Another reader holding the role reads them too, or
-   * lets go and we take it. */
-  while (stopped && distc__conn_spin(c, false) &&
-         !atomic_load(&c->rx->rd_spin) && !atomic_load(&c->dead)) {
+  if (stopped) {
+    atomic_store(&c->rx->rd_spin, 0);
+    distc__conn_drain_unbelled(c);
+  }
+}
+
+void distc__conn_drain_unbelled(distc__conn *c) {
+  /* Bytes that came meanwhile came without a doorbell: read them now, or
+   * nobody would.  Another reader holding the role reads them too, or lets
+   * go and we take it.  A thread still spinning or asleep on the ring will
+   * read them itself. */
+  atomic_thread_fence(memory_order_seq_cst);
+  while ((distc__ring_used(c->rx) > 0 || c->stage_len > c->stage_off) &&
+         !atomic_load(&c->rx->rd_spin) && !atomic_load(&c->rx->rd_sleep) &&
+         !atomic_load(&c->dead)) {
     if (distc__master_pump(c, false) != 0)
       break;
     sched_yield();
@@ -146,10 +156,17 @@ static void ring_bell(distc__conn *c, distc__ring *r) {
   }
 }
 
-/* Producer, after publishing bytes: the doorbell, unless the reader spins. */
+/* Producer, after publishing bytes: nothing while the reader spins; the
+ * futex while it sleeps on the ring (it reads everything when it wakes);
+ * else the doorbell byte, for a reader asleep on the socket (an epoll or
+ * poll loop, which a futex cannot join). */
 static void tx_bell(distc__conn *c) {
   atomic_thread_fence(memory_order_seq_cst);
-  if (!atomic_load_explicit(&c->tx->rd_spin, memory_order_relaxed))
+  if (atomic_load_explicit(&c->tx->rd_spin, memory_order_relaxed))
+    return;
+  if (atomic_load_explicit(&c->tx->rd_sleep, memory_order_relaxed))
+    distc__ring_wake(c->tx);
+  else
     ring_bell(c, c->tx);
 }
 
@@ -179,7 +196,7 @@ ssize_t distc__conn_write_some(distc__conn *c, const void *p, size_t n) {
   if (!c->tx)
     return send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
   struct iovec v = {(void *)p, n};
-  size_t w = distc__ring_writev(c->tx, &v, 1);
+  size_t w = distc__ring_writev(c->tx, &c->tx_head, &v, 1);
   if (w == 0) {
     errno = EAGAIN;
     return -1;
@@ -211,8 +228,16 @@ static void get_hdr(const unsigned char *b, distc__hdr *h) {
 }
 
 int distc__conn_poll(distc__conn *c, int timeout_ms) {
-  if (c->rx && distc__conn_spin(c, false))
+  if (c->rx) {
+    /* On the ring the reader sleeps on its futex: one wake-up, and no
+     * doorbell byte to write and read.  The socket's end needs no watch
+     * here: the worker's I/O thread exits the process on it. */
+    uint32_t seq = distc__ring_sleep_begin(c->rx);
+    if (!distc__conn_spin(c, false))
+      distc__ring_sleep_wait(c->rx, seq, timeout_ms);
+    distc__ring_sleep_end(c->rx);
     return 1;
+  }
   struct pollfd p = {.fd = c->fd, .events = POLLIN};
   int r;
   do
@@ -304,7 +329,7 @@ static size_t drain_ring_queue(distc__conn *c) {
   size_t moved = 0;
   while (c->sq_len > c->sq_off) {
     struct iovec v = {c->sq + c->sq_off, c->sq_len - c->sq_off};
-    size_t w = distc__ring_writev(c->tx, &v, 1);
+    size_t w = distc__ring_writev(c->tx, &c->tx_head, &v, 1);
     c->sq_off += w;
     moved += w;
     if (c->sq_len == c->sq_off)
@@ -377,7 +402,7 @@ static int send_frame(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
     int k = n - first < IOV_MAX ? n - first : IOV_MAX;
     ssize_t w;
     if (c->tx) {
-      w = (ssize_t)distc__ring_writev(c->tx, v + first, n - first);
+      w = (ssize_t)distc__ring_writev(c->tx, &c->tx_head, v + first, n - first);
       if (w > 0)
         tx_bell(c);
       else {

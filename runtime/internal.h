@@ -66,7 +66,10 @@ struct distc_future {
   char *errmsg;      /* "On worker N: ..." when err != 0 */
   pthread_mutex_t mu;
   pthread_cond_t cond;
-  int sleepers;      /* threads blocked on cond, under mu */
+  int sleepers;      /* threads blocked on cond or wake_ring, under mu */
+  /* a waiter asleep on this ring's futex (call.c), under mu: completing the
+   * future wakes it there too */
+  struct distc__ring *wake_ring;
   /* optional completion hook, under mu (see distc__future_on_done) */
   void (*notify)(distc_future *f, void *arg);
   void *notify_arg;
@@ -144,6 +147,7 @@ typedef struct distc__conn {
    * bookkeeping.  tx is set under wlock, rx under rlock. */
   void *shm;
   struct distc__ring *tx, *rx, *rx_next;
+  uint64_t tx_head;  /* under wlock: the writer's copy of tx's head */
   atomic_bool on_ring;
   int fd_in;
   int ring_spinners; /* under qlock: master threads spinning on rx */
@@ -179,8 +183,12 @@ void distc__conn_set_io_thread(void);
  * connection is closed, broken or sent a malformed header.  Caller holds
  * rlock (or is the only reader). */
 int distc__conn_read_frame(distc__conn *c, distc__frame *f);
-/* Blocks until fd is readable or timeout_ms passes (-1: forever). */
+/* Blocks until fd is readable or timeout_ms passes (-1: forever); on the
+ * rings, until the writer rings the reader's futex. */
 int distc__conn_poll(distc__conn *c, int timeout_ms);
+/* Master: a thread that slept on c's ring (or spun) reads what came without
+ * a doorbell before it goes: nobody else was told of it. */
+void distc__conn_drain_unbelled(distc__conn *c);
 /* Worker: offers its master the shared-memory transport (a memfd over the
  * same-host socket); both sides switch when the master accepts.  < 0 when
  * no memfd could be made. */

@@ -4,7 +4,11 @@
  * Positions are free-running 64-bit byte counts: used = tail - head.  The
  * producer publishes bytes with a release store of tail, the consumer frees
  * room with a release store of head.  Who rings a doorbell, and when, is
- * conn.c's business. */
+ * conn.c's business; a consumer that sleeps on the ring itself (rather
+ * than on the socket beside it) sleeps on a futex here.  The sleeper counts
+ * itself in (rd_sleep) before its last look, the producer publishes before
+ * it looks at rd_sleep, both with a full fence between: either the sleeper
+ * sees the bytes, or the producer sees the sleeper and moves the bell. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -64,9 +68,15 @@ size_t distc__ring_used(distc__ring *r) {
                   atomic_load_explicit(&r->head, memory_order_acquire));
 }
 
-size_t distc__ring_writev(distc__ring *r, const struct iovec *v, int n) {
+size_t distc__ring_writev(distc__ring *r, uint64_t *head_cache,
+                          const struct iovec *v, int n) {
   uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
-  uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
+  size_t want = 0;
+  for (int i = 0; i < n; i++)
+    want += v[i].iov_len;
+  uint64_t head = *head_cache;
+  if (DISTC__RING_CAP - (size_t)(tail - head) < want)
+    head = *head_cache = atomic_load_explicit(&r->head, memory_order_acquire);
   size_t room = DISTC__RING_CAP - (size_t)(tail - head), done = 0;
   for (int i = 0; i < n && room > 0; i++) {
     const unsigned char *p = v[i].iov_base;
@@ -127,4 +137,25 @@ int distc__ring_room_made(distc__ring *r) {
   atomic_fetch_add(&r->room_seq, 1);
   futex(&r->room_seq, FUTEX_WAKE, INT_MAX, NULL);
   return 1;
+}
+
+uint32_t distc__ring_sleep_begin(distc__ring *r) {
+  atomic_fetch_add(&r->rd_sleep, 1);
+  uint32_t seq = atomic_load(&r->bell_seq);
+  atomic_thread_fence(memory_order_seq_cst);
+  return seq;
+}
+
+void distc__ring_sleep_wait(distc__ring *r, uint32_t seq, int ms) {
+  if (distc__ring_used(r) > 0)
+    return;
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  futex(&r->bell_seq, FUTEX_WAIT, seq, ms < 0 ? NULL : &ts);
+}
+
+void distc__ring_sleep_end(distc__ring *r) { atomic_fetch_sub(&r->rd_sleep, 1); }
+
+void distc__ring_wake(distc__ring *r) {
+  atomic_fetch_add(&r->bell_seq, 1);
+  futex(&r->bell_seq, FUTEX_WAKE, INT_MAX, NULL);
 }

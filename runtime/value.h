@@ -119,6 +119,11 @@ typedef struct distc__enc {
    * would have made it, past the limit (0: none did). */
   size_t data_bytes;
   size_t toobig;
+  /* Where a small frame is built without an allocation (most calls and
+   * results): sb.data and head start here and move to the heap only when
+   * they outgrow it.  The encoder must therefore not be copied. */
+  char small_mp[192];
+  char small_head[24];
 } distc__enc;
 #define DISTC__LEND_MIN ((size_t)1 << 20)
 

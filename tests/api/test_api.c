@@ -384,18 +384,21 @@ static int ring_maps(void) {
   return n;
 }
 
-/* Run with DISTC_TRANSPORT=shm and 2 workers: a worker killed while it
+/* Run with DISTC_TRANSPORT=shm and 3 workers: a worker killed while it
  * writes to its ring is reported within 1 s and the master keeps serving
- * the other; nothing is left in /dev/shm, and no mapping after rmprocs. */
+ * the others, as is one killed while the master sleeps on its ring;
+ * nothing is left in /dev/shm, and no mapping after rmprocs. */
 static void case_shm_kill(void) {
   distc_value *v = NULL;
   /* Each worker's offer precedes its answers. */
   OK(distc_remotecall_fetch(3, "myid", NULL, &v));
   distc_value_free(v);
+  OK(distc_remotecall_fetch(4, "myid", NULL, &v));
+  distc_value_free(v);
   OK(distc_remotecall_fetch(2, "ospid", NULL, &v));
   pid_t pid = (pid_t)distc_value_int(v);
   distc_value_free(v);
-  CHECK(ring_maps() == 2, "ring mappings %d, want 2", ring_maps());
+  CHECK(ring_maps() == 3, "ring mappings %d, want 3", ring_maps());
   char cmd[64];
   snprintf(cmd, sizeof cmd, "ls /dev/shm | grep -q distc");
   CHECK(system(cmd) != 0, "an entry in /dev/shm");
@@ -421,6 +424,27 @@ static void case_shm_kill(void) {
   OK(distc_remotecall_fetch(3, "myid", NULL, &v));
   CHECK(distc_value_int(v) == 3, "worker 3 answers");
   distc_value_free(v);
+  /* Long calls: the master stops spinning and sleeps on the ring's futex,
+   * where an answer wakes it, and so does a silent death (worker 4). */
+  distc_value *ms = distc_listv(1, distc_int(300));
+  OK(distc_remotecall_fetch(3, "sleep_ms", ms, &v));
+  CHECK(distc_value_int(v) == 3, "slept on 3");
+  distc_value_free(v);
+  distc_value_free(ms);
+  OK(distc_remotecall_fetch(4, "ospid", NULL, &v));
+  pid = (pid_t)distc_value_int(v);
+  distc_value_free(v);
+  ms = distc_listv(1, distc_int(20000));
+  OK(distc_remotecall(4, "sleep_ms", ms, &f));
+  distc_value_free(ms);
+  usleep(300000);
+  kill(pid, SIGKILL);
+  t0 = now_s();
+  rc = distc_fetch(f, &v);
+  took = now_s() - t0;
+  CHECK(rc == DISTC_EPROCEXIT, "rc %d %s", rc, distc_errmsg());
+  CHECK(took < 1.0, "sleeping master told after %.3f s", took);
+  distc_future_free(f);
   int rm[] = {3};
   OK(distc_rmprocs(rm, 1));
   double t1 = now_s();
