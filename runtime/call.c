@@ -110,7 +110,7 @@ bool distc_isready(distc_future *f) {
   } else if (distc__C.master) {
     /* On a worker nobody else reads the connection. */
     bool took = distc__reader_acquire();
-    while (!is_done(f) && distc__worker_pump_once(distc__C.master) > 0)
+    while (!is_done(f) && distc__peers_pump() > 0)
       ;
     distc__reader_drop(took);
   }
@@ -165,7 +165,10 @@ static bool was_abandoned(uint64_t id) {
 /* Worker, in a wait interrupted by distc_interrupt: completes f with
  * DISTC_EINTERRUPTED if it is still waiting for the master's answer. */
 static bool abandon(distc_future *f) {
-  distc_future *p = distc__pending_take(distc__C.master, f->callid);
+  distc__conn *c = f->pid == DISTC_MASTER ? NULL : distc__conn_get(f->pid);
+  distc_future *p = distc__pending_take(c ? c : distc__C.master, f->callid);
+  if (c)
+    distc__conn_unref(c);
   if (!p)
     return false;
   abandoned[nabandoned++ % DISTC__ARRAY_LEN(abandoned)] = p->callid;
@@ -282,7 +285,7 @@ static void future_wait_until(distc_future *f, double deadline) {
       break;
     }
     if (c) {
-      int r = worker ? distc__worker_pump_once(c) : distc__master_pump(c, false);
+      int r = worker ? distc__peers_pump() : distc__master_pump(c, false);
       if (r < 0 && worker)
         worker_orphaned();
       if (worker && distc_interrupted() && abandon(f))
@@ -300,7 +303,7 @@ static void future_wait_until(distc_future *f, double deadline) {
   if (!spun_ok) {
     if (worker) {
       while (!is_done(f) && !(deadline > 0 && distc__now() >= deadline)) {
-        int r = distc__worker_pump_once(c);
+        int r = distc__peers_pump(); /* every link: calls back must run */
         if (r < 0)
           worker_orphaned();
         if (distc_interrupted() && abandon(f))
@@ -311,7 +314,7 @@ static void future_wait_until(distc_future *f, double deadline) {
             int left = (int)((deadline - distc__now()) / 1e6) + 1;
             ms = left < ms ? left : ms;
           }
-          distc__conn_poll(c, ms);
+          distc__peers_poll(ms);
         }
       }
     } else {
@@ -764,7 +767,8 @@ DISTC_FUNCTION(distc__forward) {
 int distc__remotecall_routed(int pid, const char *fn, const distc_value *args,
                              distc_future **out) {
   distc__cluster *C = &distc__C;
-  if (C->is_master || pid == C->myid || pid == DISTC_MASTER)
+  if (C->is_master || pid == C->myid || pid == DISTC_MASTER ||
+      distc__topology == DISTC__TOPO_ALL_TO_ALL)
     return distc_remotecall(pid, fn, args, out);
   distc_value *fa = distc_listv(
       3, distc_int(pid), distc_string(fn ? fn : ""),
@@ -831,14 +835,19 @@ static int start_call(int pid, const char *fn, const distc_value *args,
     *out = f;
     return 0;
   }
-  if (!C->is_master && pid != DISTC_MASTER) {
+  /* Every connection comes with a reference: the master's table, a
+   * worker's link to its master, or its link to another worker (made on
+   * first use: peers.c). */
+  distc__conn *c = NULL;
+  if (C->is_master) {
+    c = distc__conn_get(pid);
+  } else if (pid == DISTC_MASTER) {
+    c = C->master;
+    atomic_fetch_add(&c->refs, 1);
+  } else if ((rc = distc__peer_link(pid, &c)) < 0) {
     distc__future_unref(f);
-    return distc__seterr(DISTC_ENOTSUP,
-                         "calls from a worker can go to the master (1) or to "
-                         "the worker itself, not to worker %d",
-                         pid);
+    return rc;
   }
-  distc__conn *c = C->is_master ? distc__conn_get(pid) : C->master;
   if (!c) {
     distc__future_unref(f);
     pthread_mutex_lock(&C->lock);
@@ -890,13 +899,11 @@ static int start_call(int pid, const char *fn, const distc_value *args,
   }
   if (flags & DISTC__F_NORESULT)
     distc__future_complete(f, 0, NULL, NULL);
-  if (C->is_master)
-    distc__conn_unref(c);
+  distc__conn_unref(c);
   *out = f;
   return 0;
 fail:
-  if (C->is_master)
-    distc__conn_unref(c);
+  distc__conn_unref(c);
   distc__future_unref(f);
   return rc;
 }

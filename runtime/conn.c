@@ -671,7 +671,7 @@ int distc__conn_offer_shm(distc__conn *c) {
 /* Under rlock: a step of the switch to the rings.  Whatever the socket
  * holds after it is doorbells, so the staged rest is dropped. */
 static void shm_switch(distc__conn *c, const distc__hdr *h) {
-  if (h->type == F_SHM && c->epfd >= 0 && !c->shm) { /* master */
+  if (h->type == F_SHM && (c->epfd >= 0 || c->shm_accept) && !c->shm) { /* acceptor */
     void *map = c->fd_in >= 0 ? distc__shm_map(c->fd_in) : NULL;
     if (c->fd_in >= 0)
       close(c->fd_in);

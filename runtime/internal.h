@@ -130,6 +130,13 @@ typedef struct distc__conn {
 
   /* Liveness (liveness.c): counters bumped on the hot paths, read by the
    * checker, which keeps its own snapshot and clock. */
+  /* Links (peers.c): the addresses a worker listens on, as it told the
+   * master (master side); whether this end accepted the link, and so takes
+   * a shared-memory offer (the master always does). */
+  char link_local[64];
+  char link_tcp[80];
+  bool shm_accept;
+
   atomic_uint_fast64_t tx_frames; /* frames written (under wlock) */
   atomic_uint_fast64_t rx_bytes;  /* bytes read (by the reader) */
   uint64_t seen_tx, seen_rx;      /* checker's snapshot */
@@ -254,6 +261,62 @@ void distc__mac(const unsigned char *secret, const char *role,
                 unsigned char *mac);
 bool distc__mac_equal(const unsigned char *a, const unsigned char *b);
 int distc__random(void *buf, size_t n);
+
+/* ---- handshake.c: the one handshake of every link ----
+ * The acceptor's first message (HELLO1) with its nonce. */
+void distc__hs_hello1(unsigned char *m1, const unsigned char *nonce);
+/* Acceptor: whether the dialer's HELLO2 proves the cluster secret against
+ * our nonce; fills our own proof (DISTC__MAC_LEN bytes) to send back. */
+bool distc__hs_check(const unsigned char *nonce, const unsigned char *m2,
+                     unsigned char *proof);
+/* Blocking halves, within deadline (monotonic ns): 0, or a negative
+ * DISTC_E* with a message. */
+int distc__hs_dial(int fd, double deadline);
+int distc__hs_accept(int fd, double deadline);
+/* Reads or writes exactly n bytes within the deadline; -1 on failure. */
+int distc__hs_xfer(int fd, void *buf, size_t n, bool out, double deadline);
+/* One frame of the handshake (HELLO, WELCOME, REFUSE), blocking; a
+ * received payload is malloc'd (free), DISTC__HS_FRAME_MAX bytes at most. */
+#define DISTC__HS_FRAME_MAX (1u << 20)
+int distc__hs_send(int fd, uint8_t type, distc__enc *e, double deadline);
+int distc__hs_recv(int fd, uint8_t *type, char **payload, uint32_t *len,
+                   double deadline);
+/* Whether fp is this build's fingerprint; else why (naming who) says so. */
+bool distc__hs_same_binary(const unsigned char *fp, char *why, size_t n,
+                           const char *who);
+
+/* ---- peers.c: a worker's links to other workers ----
+ * Topologies: all_to_all (workers listen; links are made on first use) or
+ * master_worker (the star: workers neither listen nor call sideways). */
+enum { DISTC__TOPO_ALL_TO_ALL, DISTC__TOPO_MASTER_WORKER };
+#define DISTC_ENV_TOPOLOGY "DISTC_TOPOLOGY"
+/* $DISTC_TOPOLOGY (or opts) parsed: the DISTC__TOPO_* value, or a negative
+ * DISTC_EINVAL with a message naming the valid ones. */
+int distc__topology_parse(const char *s);
+/* Worker, before the handshake: opens the listeners (the same-host socket
+ * unless TCP is forced, and TCP on the address the master link uses: fd is
+ * that link's socket, master_addr its "host:port"); fills local/tcp with
+ * their addresses ("" when none). */
+void distc__peers_listen(int fd, const char *master_addr, char *local,
+                         size_t nl, char *tcp, size_t nt);
+/* Worker, after WELCOME: starts accepting on the I/O thread's loop, or
+ * closes the listeners under master_worker. */
+void distc__peers_start(uv_loop_t *loop, int topology);
+/* Worker: *out, a new reference to the link to worker pid, dialing it
+ * first (asking the master for its address) when there is none; or a
+ * negative DISTC_E* (with a message) when it cannot be had. */
+int distc__peer_link(int pid, distc__conn **out);
+/* Worker: the dispatcher.  Handles one frame from the master or any
+ * worker link (held frames first): 1 handled, 0 none, < 0 master lost. */
+int distc__peers_pump(void);
+/* Worker: sleeps until any link (or the listener's news) is readable or
+ * timeout_ms passes (-1: forever); returns at once when a ring holds
+ * bytes. */
+void distc__peers_poll(int timeout_ms);
+/* Worker: spin on every link's ring (no doorbells) or stop. */
+void distc__peers_spin(bool on);
+/* Master: the registered function workers call for a worker's address. */
+extern int distc__topology;
 
 /* ---- fingerprint.c ---- */
 #define DISTC__FP_LEN 32

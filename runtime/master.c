@@ -431,8 +431,12 @@ static void admit(peer *p, uint32_t len) {
   const msgpack_object *r = distc__dec_root(&d);
   const msgpack_object *a = r->via.array.ptr;
   if (r->type != MSGPACK_OBJECT_ARRAY || r->via.array.size < 4 ||
-      r->via.array.size > 5 ||
-      (r->via.array.size == 5 && a[4].type != MSGPACK_OBJECT_POSITIVE_INTEGER) ||
+      r->via.array.size > 6 ||
+      (r->via.array.size >= 5 && a[4].type != MSGPACK_OBJECT_POSITIVE_INTEGER) ||
+      (r->via.array.size == 6 &&
+       (a[5].type != MSGPACK_OBJECT_ARRAY || a[5].via.array.size != 2 ||
+        a[5].via.array.ptr[0].type != MSGPACK_OBJECT_STR ||
+        a[5].via.array.ptr[1].type != MSGPACK_OBJECT_STR)) ||
       (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
        a[0].type != MSGPACK_OBJECT_NEGATIVE_INTEGER) ||
       a[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
@@ -450,7 +454,16 @@ static void admit(peer *p, uint32_t len) {
   char host[64];
   snprintf(host, sizeof host, "%.*s", (int)a[2].via.str.size, a[2].via.str.ptr);
   const unsigned char *fp = (const unsigned char *)a[3].via.bin.ptr;
-  uint64_t probe = r->via.array.size == 5 ? a[4].via.u64 : 0;
+  uint64_t probe = r->via.array.size >= 5 ? a[4].via.u64 : 0;
+  /* Where it listens for other workers (peers.c); "" when it does not. */
+  char link_local[64] = "", link_tcp[80] = "";
+  if (r->via.array.size == 6) {
+    const msgpack_object *l = a[5].via.array.ptr;
+    snprintf(link_local, sizeof link_local, "%.*s", (int)l[0].via.str.size,
+             l[0].via.str.ptr);
+    snprintf(link_tcp, sizeof link_tcp, "%.*s", (int)l[1].via.str.size,
+             l[1].via.str.ptr);
+  }
   if (memcmp(fp, distc__fingerprint(), DISTC__FP_LEN) != 0) {
     char mine[17], theirs[17];
     distc__fingerprint_hex(distc__fingerprint(), mine);
@@ -507,6 +520,8 @@ static void admit(peer *p, uint32_t len) {
   c->index = index;
   c->ospid = ospid;
   memcpy(c->host, host, sizeof host);
+  memcpy(c->link_local, link_local, sizeof link_local);
+  memcpy(c->link_tcp, link_tcp, sizeof link_tcp);
   p->conn = c;
   p->fd = -1; /* the connection owns it now */
 
@@ -574,7 +589,6 @@ static void on_handshake_timeout(uv_timer_t *t) {
 static void on_handshake(uv_poll_t *h, int status, int events) {
   (void)events;
   peer *p = h->data;
-  distc__cluster *C = &distc__C;
   if (status < 0)
     goto drop;
   size_t want = p->stage == 0 ? DISTC__HELLO2_LEN : DISTC__HDR_LEN;
@@ -594,15 +608,11 @@ static void on_handshake(uv_poll_t *h, int status, int events) {
 
   if (p->stage == 0) {
     /* Nothing from the peer is interpreted before its MAC checks out. */
-    unsigned char expect[DISTC__MAC_LEN], mine[DISTC__MAC_LEN];
-    const unsigned char *nonce_w = p->buf + 8;
-    distc__mac(C->secret, "worker", p->nonce, nonce_w, expect);
-    if (memcmp(p->buf, "DSTC", 4) != 0 || p->buf[4] != DISTC__PROTO_VERSION ||
-        !distc__mac_equal(expect, p->buf + 8 + DISTC__NONCE_LEN)) {
+    unsigned char mine[DISTC__MAC_LEN];
+    if (!distc__hs_check(p->nonce, p->buf, mine)) {
       distc__gate_drop(DISTC__DROP_AUTH, distc__now());
       goto drop;
     }
-    distc__mac(C->secret, "master", nonce_w, p->nonce, mine);
     if (send(p->fd, mine, sizeof mine, MSG_NOSIGNAL) != sizeof mine)
       goto drop;
     p->stage = 1;
@@ -696,14 +706,13 @@ void distc__master_on_listen(uv_poll_t *h, int status, int events) {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     peer *p = calloc(1, sizeof *p);
-    unsigned char m1[DISTC__HELLO1_LEN] = {'D', 'S', 'T', 'C',
-                                           DISTC__PROTO_VERSION};
+    unsigned char m1[DISTC__HELLO1_LEN];
     if (!p || distc__random(p->nonce, sizeof p->nonce) < 0) {
       free(p);
       close(fd);
       continue;
     }
-    memcpy(m1 + 8, p->nonce, sizeof p->nonce);
+    distc__hs_hello1(m1, p->nonce);
     p->fd = fd;
     uv_poll_init(&C->loop, &p->poll, fd);
     uv_timer_init(&C->loop, &p->timer);
