@@ -1246,7 +1246,8 @@ static void reap_all(void) {
 int distc_addprocs(const distc_addprocs_opts *o, int *ids) {
   distc__cluster *C = &distc__C;
   distc__mopt *mopts = NULL;
-  char *names = NULL;
+  char *names = NULL, *topo_kv = NULL;
+  const char **env = NULL;
   int nmopts = 0;
   int rc;
   if (!C->initialised || C->finalised)
@@ -1257,6 +1258,24 @@ int distc_addprocs(const distc_addprocs_opts *o, int *ids) {
     return distc__seterr(DISTC_EINVAL, "addprocs wants a count of at least 1");
   if ((rc = addprocs_options(o, &mopts, &nmopts, &names)) < 0)
     goto free_opts;
+  /* The topology travels to the new workers in their environment, after
+   * (so over) the caller's entries. */
+  if (o->topology) {
+    size_t n = 0;
+    while (o->env && o->env[n])
+      n++;
+    if ((rc = distc__topology_parse(o->topology)) < 0 ||
+        !(env = calloc(n + 2, sizeof *env)) ||
+        asprintf(&topo_kv, "%s=%s", DISTC_ENV_TOPOLOGY, o->topology) < 0) {
+      topo_kv = NULL;
+      if (rc >= 0)
+        rc = distc__seterr(DISTC_ENOMEM, "out of memory");
+      goto free_opts;
+    }
+    for (size_t i = 0; i < n; i++)
+      env[i] = o->env[i];
+    env[n] = topo_kv;
+  }
 
   pthread_mutex_lock(&C->addprocs_lock);
   distc_manager *ms = realloc(C->managers, sizeof *ms * (size_t)(C->nmanagers + 1));
@@ -1318,7 +1337,7 @@ int distc_addprocs(const distc_addprocs_opts *o, int *ids) {
       .exename = exename,
       .argv = C->argv ? C->argv : fallback_argv,
       .dir = o->dir ? o->dir : st.workdir,
-      .env = o->env,
+      .env = env ? env : o->env,
       .master_addr = master_addr,
       .local_addr = C->local_fd >= 0 ? C->local_addr : NULL,
       .secret = C->secret,
@@ -1372,6 +1391,8 @@ close_manager:
 unlock:
   pthread_mutex_unlock(&C->addprocs_lock);
 free_opts:
+  free(topo_kv);
+  free(env);
   free(mopts);
   free(names);
   return rc;

@@ -119,6 +119,11 @@ typedef struct distc_addprocs_opts {
    * distc-launch(1)); they imply the manager as they do there, and an
    * option the manager does not take is an error naming it. */
   const char *const *manager_options;
+  /* "all_to_all" (workers call each other, linked on first use) or
+   * "master_worker" (workers talk to the master only); NULL: as the master
+   * was started ($DISTC_TOPOLOGY, distc-launch --topology), else
+   * all_to_all. */
+  const char *topology;
 } distc_addprocs_opts;
 
 /* Master only.  Starts opts->count workers and waits until all are connected
