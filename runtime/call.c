@@ -52,6 +52,8 @@ distc_future *distc__future_new(int pid) {
 void distc__future_unref(distc_future *f) {
   if (!f || atomic_fetch_sub(&f->refs, 1) != 1)
     return;
+  if (f->exported)
+    distc__future_unexport(f);
   distc_value_free(f->value);
   free(f->errmsg);
   free(f->trace_fn);
@@ -76,6 +78,8 @@ void distc__future_complete(distc_future *f, int err, distc_value *v,
   pthread_mutex_unlock(&f->mu);
   if (cb)
     cb(f, arg);
+  if (f->exported)
+    distc__future_exported_done(f);
 }
 
 void distc__future_on_done(distc_future *f,
@@ -722,6 +726,11 @@ void distc__reply_send(distc__reply *r, int err, distc_value *v,
   reply_send(r, err, v, msg, false);
 }
 
+void distc__reply_send_where(distc__reply *r, int err, distc_value *v,
+                             const char *msg) {
+  reply_send(r, err, v, msg, true);
+}
+
 /* ---- forwarding: a worker's call to another worker, through the master ----
  * Workers are connected to the master only, so the master runs the call for
  * them.  It never waits for the answer on the service thread (the answer may
@@ -983,10 +992,9 @@ int distc_everywhere(const char *fn, const distc_value *args) {
   distc__cluster *C = &distc__C;
   if (!C->initialised)
     return distc__seterr(DISTC_ESTATE, "call distc_init() first");
-  if (!C->is_master)
-    return distc__seterr(DISTC_ENOTMASTER, "distc_everywhere runs from the "
-                                           "master");
-  int n = distc_workers(NULL, 0), rc = 0;
+  /* From a worker: the master and the workers it knew of at joining
+   * (distc_workers() there), straight over links made on first use. */
+  int n = distc_workers(NULL, 0) + (C->is_master ? 0 : 1), rc = 0;
   int *ids = calloc((size_t)n + 1, sizeof *ids);
   distc_future **fs = calloc((size_t)n + 1, sizeof *fs);
   size_t nf = 0;
@@ -995,7 +1003,10 @@ int distc_everywhere(const char *fn, const distc_value *args) {
     goto out;
   }
   /* Workers may join or leave meanwhile: take what is there now. */
-  int now = distc_workers(ids, n);
+  int now = C->is_master ? 0 : 1;
+  if (!C->is_master)
+    ids[0] = DISTC_MASTER;
+  now += distc_workers(ids + now, n - now);
   if (now < n)
     n = now;
   /* The master runs last so the workers are already busy meanwhile.  A

@@ -70,6 +70,8 @@ struct distc_future {
   /* optional completion hook, under mu (see distc__future_on_done) */
   void (*notify)(distc_future *f, void *arg);
   void *notify_arg;
+  /* passed as a value (future_ref.c): its export entry, or NULL */
+  struct distc__export *exported;
   /* tracing only (trace.h): when the call was sent, its size, its name */
   uint64_t trace_t0;
   size_t trace_out;
@@ -346,6 +348,14 @@ typedef struct distc__reply distc__reply;
 distc__reply *distc__call_defer(distc_ctx *ctx);
 void distc__reply_send(distc__reply *r, int err, distc_value *v,
                        const char *msg);
+/* As distc__reply_send, for a msg that already names the process that
+ * failed ("On worker N: ..."). */
+void distc__reply_send_where(distc__reply *r, int err, distc_value *v,
+                             const char *msg);
+/* future_ref.c: f, passed as a value, completed (answers the processes
+ * waiting to fetch it) or is being freed (forgets it). */
+void distc__future_exported_done(distc_future *f);
+void distc__future_unexport(distc_future *f);
 /* distc_remotecall, except that from a worker a call to another worker goes
  * through the master (distc__forward), since workers hold no links to each
  * other.  The future's pid is then the master's. */

@@ -87,6 +87,121 @@ DISTC_FUNCTION(die) {
   return distc_nil();
 }
 
+/* Futures worker 2 made and keeps (the pair is good while they live). */
+static distc_future *kept[8];
+static int nkept;
+
+/* [pid, seconds]: starts sleepy on pid, keeps the future, answers its
+ * pair. */
+DISTC_FUNCTION(make_future) {
+  int pid = (int)distc_value_int(distc_list_at(args, 0));
+  distc_value *a = distc_listv(1, distc_value_ref((distc_value *)distc_list_at(args, 1)));
+  distc_future *f = NULL;
+  distc_value *v = NULL;
+  int rc = distc_remotecall(pid, "sleepy", a, &f);
+  distc_value_free(a);
+  if (rc == 0)
+    rc = distc_future_value(f, &v);
+  if (rc < 0 || nkept == 8)
+    return distc_fail(ctx, "make_future: %s", distc_errmsg());
+  kept[nkept++] = f;
+  return v;
+}
+
+DISTC_FUNCTION(drop_futures) {
+  (void)args;
+  (void)ctx;
+  while (nkept > 0)
+    distc_future_free(kept[--nkept]);
+  return distc_nil();
+}
+
+/* [pair]: fetches the future the pair names; answers [code, value]. */
+DISTC_FUNCTION(fetch_pair) {
+  (void)ctx;
+  distc_future *f = NULL;
+  distc_value *v = NULL;
+  int rc = distc_future_from_value(distc_list_at(args, 0), &f);
+  if (rc == 0)
+    rc = distc_fetch_timeout(f, WAIT_S, &v);
+  distc_future_free(f);
+  distc_value *out = distc_listv(2, distc_int(rc), v ? v : distc_nil());
+  return out;
+}
+
+/* ids this process ran everywhere_mark on (the master collects them). */
+DISTC_FUNCTION(everywhere_mark) {
+  (void)args;
+  (void)ctx;
+  printf("marked on %d\n", distc_myid());
+  fflush(stdout);
+  return distc_nil();
+}
+
+DISTC_FUNCTION(everywhere_from_worker) {
+  (void)args;
+  int rc = distc_everywhere("everywhere_mark", NULL);
+  if (rc < 0)
+    return distc_fail(ctx, "everywhere: %s", distc_errmsg());
+  return distc_int(rc);
+}
+
+/* A future made on 2 (running on 4), passed to 3, fetched there, and by
+ * the master too; then 2 frees it and a late fetch fails clearly. */
+static void case_future(void) {
+  distc_value *a = distc_listv(2, distc_int(4), distc_double(0.3)), *pair = NULL;
+  OK(distc_remotecall_fetch(2, "make_future", a, &pair));
+  distc_value_free(a);
+  CHECK(distc_value_int(distc_list_at(pair, 0)) == 2, "the owner is 2");
+  a = distc_listv(1, distc_value_ref(pair));
+  distc_value *r = NULL;
+  OK(distc_remotecall_fetch(3, "fetch_pair", a, &r));
+  CHECK(distc_value_int(distc_list_at(r, 0)) == 0 &&
+            distc_value_int(distc_list_at(r, 1)) == 4,
+        "3 fetched 4's answer through 2: rc %lld, value %lld",
+        (long long)distc_value_int(distc_list_at(r, 0)),
+        (long long)distc_value_int(distc_list_at(r, 1)));
+  distc_value_free(r);
+  /* Several at once, before it completes: 3, 4 and the master. */
+  distc_value_free(pair);
+  distc_value_free(a);
+  a = distc_listv(2, distc_int(3), distc_double(0.5));
+  OK(distc_remotecall_fetch(2, "make_future", a, &pair));
+  distc_value_free(a);
+  a = distc_listv(1, distc_value_ref(pair));
+  distc_future *f3, *f4, *fm;
+  OK(distc_remotecall(3, "fetch_pair", a, &f3));
+  OK(distc_remotecall(4, "fetch_pair", a, &f4));
+  OK(distc_future_from_value(pair, &fm));
+  distc_value *r3 = NULL, *r4 = NULL, *rm = NULL;
+  OK(distc_fetch_timeout(f3, WAIT_S, &r3));
+  OK(distc_fetch_timeout(f4, WAIT_S, &r4));
+  OK(distc_fetch_timeout(fm, WAIT_S, &rm));
+  CHECK(distc_value_int(distc_list_at(r3, 1)) == 3 &&
+            distc_value_int(distc_list_at(r4, 1)) == 3 &&
+            distc_value_int(rm) == 3,
+        "all three got 3's answer");
+  distc_value_free(r3);
+  distc_value_free(r4);
+  distc_value_free(rm);
+  distc_future_free(f3);
+  distc_future_free(f4);
+  distc_future_free(fm);
+  distc_value_free(a);
+  /* The owner frees it: a later fetch says so. */
+  OK(distc_remotecall_wait(2, "drop_futures", NULL));
+  OK(distc_future_from_value(pair, &fm));
+  int rc = distc_fetch_timeout(fm, WAIT_S, NULL);
+  CHECK(rc < 0 && strstr(distc_errmsg(), "freed by its owner"),
+        "fetch after the owner freed it: %d %s", rc, distc_errmsg());
+  distc_future_free(fm);
+  distc_value_free(pair);
+  /* distc_everywhere from a worker: the master and every worker. */
+  r = NULL;
+  OK(distc_remotecall_fetch(3, "everywhere_from_worker", NULL, &r));
+  distc_value_free(r);
+}
+
 /* The chain 2 -> 3 -> 4 -> 2: worker 2 is waiting for 3 when 4 calls it. */
 static void case_chain(void) {
   distc_value *a = distc_listv(3, distc_int(3), distc_int(4), distc_int(2));
@@ -225,6 +340,8 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(name, "chain"))
     case_chain();
+  else if (!strcmp(name, "future"))
+    case_future();
   else if (!strcmp(name, "kill"))
     case_kill();
   else if (!strcmp(name, "lazy"))
