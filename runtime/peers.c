@@ -200,7 +200,8 @@ static void refresh(void) {
     snap = s;
     capsnap = nlinks;
   }
-  memcpy(snap, links, sizeof *snap * nlinks);
+  if (nlinks > 0)
+    memcpy(snap, links, sizeof *snap * nlinks);
   nsnap = nlinks;
   snap_gen = g;
   pthread_mutex_unlock(&links_mu);
