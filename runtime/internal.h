@@ -136,7 +136,7 @@ typedef struct distc__conn {
    * master (master side); whether this end accepted the link, and so takes
    * a shared-memory offer (the master always does). */
   char link_local[64];
-  char link_tcp[80];
+  char link_tcp[256]; /* "ip:port", comma-separated */
   bool shm_accept;
 
   atomic_uint_fast64_t tx_frames; /* frames written (under wlock) */

@@ -456,7 +456,7 @@ static void admit(peer *p, uint32_t len) {
   const unsigned char *fp = (const unsigned char *)a[3].via.bin.ptr;
   uint64_t probe = r->via.array.size >= 5 ? a[4].via.u64 : 0;
   /* Where it listens for other workers (peers.c); "" when it does not. */
-  char link_local[64] = "", link_tcp[80] = "";
+  char link_local[64] = "", link_tcp[256] = "";
   if (r->via.array.size == 6) {
     const msgpack_object *l = a[5].via.array.ptr;
     snprintf(link_local, sizeof link_local, "%.*s", (int)l[0].via.str.size,

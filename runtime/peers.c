@@ -25,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -67,6 +69,28 @@ int distc__topology_parse(const char *s) {
 
 /* ---- listening ---- */
 
+/* Appends "ip:port" to out (comma-separated) unless it is there already
+ * or does not fit. */
+static void add_addr(char *out, size_t n, const struct sockaddr *sa,
+                     socklen_t len, const char *port) {
+  char h[NI_MAXHOST], one[NI_MAXHOST + 16];
+  if (getnameinfo(sa, len, h, sizeof h, NULL, 0, NI_NUMERICHOST) != 0)
+    return;
+  snprintf(one, sizeof one, "%s:%s", h, port);
+  size_t have = strlen(out), k = strlen(one);
+  for (const char *p = out; (p = strstr(p, one)) != NULL; p += k)
+    if ((p == out || p[-1] == ',') && (p[k] == ',' || p[k] == '\0'))
+      return;
+  if (have + k + 2 > n)
+    return;
+  snprintf(out + have, n - have, "%s%s", have ? "," : "", one);
+}
+
+/* Listens on every address of the family of the master link, port 0, and
+ * lists first the address this host reached the master from (other
+ * workers most likely reach us there too), then this host's other
+ * non-loopback addresses: a multi-homed host may be reached from another
+ * worker only through one of those. */
 static int tcp_listener(int master_fd, const char *master_addr, char *out,
                         size_t n) {
   struct sockaddr_storage ss;
@@ -85,27 +109,36 @@ static int tcp_listener(int master_fd, const char *master_addr, char *out,
     if (getaddrinfo(host, "0", &hints, &res) != 0)
       return -1;
     memcpy(&ss, res->ai_addr, res->ai_addrlen);
-    len = res->ai_addrlen;
     freeaddrinfo(res);
   }
-  if (ss.ss_family == AF_INET)
-    ((struct sockaddr_in *)&ss)->sin_port = 0;
-  else
-    ((struct sockaddr_in6 *)&ss)->sin6_port = 0;
-  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int fam = ss.ss_family;
+  len = fam == AF_INET ? sizeof(struct sockaddr_in)
+                       : sizeof(struct sockaddr_in6);
+  struct sockaddr_storage any;
+  memset(&any, 0, sizeof any);
+  any.ss_family = (sa_family_t)fam;
+  int fd = socket(fam, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0)
     return -1;
-  char h[NI_MAXHOST], p[NI_MAXSERV];
-  len = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in)
-                                : sizeof(struct sockaddr_in6);
-  if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 128) < 0 ||
-      getsockname(fd, (struct sockaddr *)&ss, &len) < 0 ||
-      getnameinfo((struct sockaddr *)&ss, len, h, sizeof h, p, sizeof p,
-                  NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+  char port[NI_MAXSERV];
+  socklen_t l2 = len;
+  if (bind(fd, (struct sockaddr *)&any, len) < 0 || listen(fd, 128) < 0 ||
+      getsockname(fd, (struct sockaddr *)&any, &l2) < 0 ||
+      getnameinfo((struct sockaddr *)&any, l2, NULL, 0, port, sizeof port,
+                  NI_NUMERICSERV) != 0) {
     close(fd);
     return -1;
   }
-  snprintf(out, n, "%s:%s", h, p);
+  out[0] = '\0';
+  add_addr(out, n, (struct sockaddr *)&ss, len, port);
+  struct ifaddrs *ifs;
+  if (getifaddrs(&ifs) == 0) {
+    for (struct ifaddrs *i = ifs; i; i = i->ifa_next)
+      if (i->ifa_addr && i->ifa_addr->sa_family == fam &&
+          !(i->ifa_flags & IFF_LOOPBACK) && (i->ifa_flags & IFF_UP))
+        add_addr(out, n, i->ifa_addr, len, port);
+    freeifaddrs(ifs);
+  }
   return fd;
 }
 
@@ -376,33 +409,63 @@ void distc__peers_start(uv_loop_t *loop, int topology) {
 
 /* ---- dialing (the main thread) ---- */
 
-static int dial_tcp(const char *addr, double deadline) {
-  char host[256];
+/* Connects to one "host:port" within ms; -1 (errno set) otherwise. */
+static int dial_one(const char *addr, int ms) {
+  char host[NI_MAXHOST];
   const char *colon = strrchr(addr, ':');
-  if (!colon || colon == addr || (size_t)(colon - addr) >= sizeof host)
+  if (!colon || colon == addr || (size_t)(colon - addr) >= sizeof host) {
+    errno = EINVAL;
     return -1;
+  }
   memcpy(host, addr, (size_t)(colon - addr));
   host[colon - addr] = '\0';
-  struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
-  if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                           .ai_flags = AI_NUMERICHOST},
+                  *res;
+  if (getaddrinfo(host, colon + 1, &hints, &res) != 0) {
+    errno = EINVAL;
     return -1;
-  int fd = -1;
-  for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next) {
-    fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-      continue;
-    while (connect(fd, a->ai_addr, a->ai_addrlen) < 0) {
-      if (errno == EINTR && distc__now() < deadline)
-        continue;
+  }
+  int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                  0);
+  if (fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen) < 0) {
+    /* A filtered address never answers: wait for it no longer than ms. */
+    struct pollfd pf = {fd, POLLOUT, 0};
+    int err = errno, r;
+    socklen_t el = sizeof err;
+    if (err == EINPROGRESS) {
+      while ((r = poll(&pf, 1, ms)) < 0 && errno == EINTR)
+        ;
+      err = r == 0 ? ETIMEDOUT : 0;
+      if (r > 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+        err = errno;
+    }
+    if (err) {
       close(fd);
       fd = -1;
-      break;
+      errno = err;
     }
   }
   freeaddrinfo(res);
   if (fd >= 0) {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  return fd;
+}
+
+/* Tries each address of a comma-separated list in turn. */
+static int dial_tcp(const char *list, double deadline) {
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", list);
+  int fd = -1;
+  char *save = NULL;
+  for (char *a = strtok_r(buf, ",", &save); a && fd < 0;
+       a = strtok_r(NULL, ",", &save)) {
+    int ms = (int)((deadline - distc__now()) / 1e6);
+    if (ms <= 0)
+      break;
+    fd = dial_one(a, ms < 2000 ? ms : 2000);
   }
   return fd;
 }
@@ -431,7 +494,7 @@ static int lookup(int pid, char *local, size_t nl, char *tcp, size_t nt) {
 }
 
 static int dial_link(int pid, distc__conn **out) {
-  char local[64], tcp[80], why[512] = "";
+  char local[64], tcp[256], why[512] = "";
   int rc = lookup(pid, local, sizeof local, tcp, sizeof tcp);
   if (rc < 0)
     return rc;

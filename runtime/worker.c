@@ -311,7 +311,7 @@ int distc__worker_main(void) {
   uint64_t t_conn = distc__tracing() ? distc__trace_now() : 0;
   int id;
   bool cma = false;
-  char link_local[64], link_tcp[80];
+  char link_local[64], link_tcp[256];
   distc__peers_listen(fd, master_addr, link_local, sizeof link_local,
                       link_tcp, sizeof link_tcp);
   handshake(fd, index, deadline, &id, &cma, link_local, link_tcp);
