@@ -281,6 +281,8 @@ static void future_wait_until(distc_future *f, double deadline) {
     distc__conn_quiet(c, true);
     distc__conn_spinning(c, true);
   }
+  if (worker)
+    distc__peers_spin(true); /* our peers ring no doorbell while we look */
   if (deadline > 0 && t0 + budget > deadline)
     budget = deadline > t0 ? deadline - t0 : 0;
   while (distc__now() - t0 < budget) {
@@ -303,6 +305,10 @@ static void future_wait_until(distc_future *f, double deadline) {
     distc__conn_spinning(c, false);
     distc__conn_quiet(c, false);
   }
+  /* Frames that came while we spun rang no doorbell: read them now, or an
+   * INTERRUPT among them would wait for the next wait. */
+  while (worker && distc__peers_spin(false) && distc__peers_pump() > 0)
+    ;
 
   if (!spun_ok) {
     if (worker) {

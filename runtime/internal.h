@@ -315,8 +315,9 @@ int distc__peers_pump(void);
  * timeout_ms passes (-1: forever); returns at once when a ring holds
  * bytes. */
 void distc__peers_poll(int timeout_ms);
-/* Worker: spin on every link's ring (no doorbells) or stop. */
-void distc__peers_spin(bool on);
+/* Worker: spin on every link's ring (no doorbells) or stop; stopping
+ * returns whether bytes wait in a ring (read them: they rang nothing). */
+bool distc__peers_spin(bool on);
 /* Master: the registered function workers call for a worker's address. */
 extern int distc__topology;
 

@@ -649,11 +649,12 @@ int distc__peers_pump(void) {
   return 0;
 }
 
-void distc__peers_spin(bool on) {
-  distc__conn_spin(distc__C.master, on);
+bool distc__peers_spin(bool on) {
+  bool waiting = distc__conn_spin(distc__C.master, on);
   refresh();
   for (size_t i = 0; i < nsnap; i++)
-    distc__conn_spin(snap[i], on);
+    waiting |= distc__conn_spin(snap[i], on);
+  return waiting;
 }
 
 void distc__peers_poll(int timeout_ms) {
