@@ -169,10 +169,9 @@ static bool was_abandoned(uint64_t id) {
 /* Worker, in a wait interrupted by distc_interrupt: completes f with
  * DISTC_EINTERRUPTED if it is still waiting for the master's answer. */
 static bool abandon(distc_future *f) {
-  distc__conn *c = f->pid == DISTC_MASTER ? NULL : distc__conn_get(f->pid);
-  distc_future *p = distc__pending_take(c ? c : distc__C.master, f->callid);
-  if (c)
-    distc__conn_unref(c);
+  distc__conn *c = distc__conn_get(f->pid);
+  distc_future *p = c ? distc__pending_take(c, f->callid) : NULL;
+  distc__conn_unref(c);
   if (!p)
     return false;
   abandoned[nabandoned++ % DISTC__ARRAY_LEN(abandoned)] = p->callid;
@@ -856,9 +855,6 @@ static int start_call(int pid, const char *fn, const distc_value *args,
   distc__conn *c = NULL;
   if (C->is_master) {
     c = distc__conn_get(pid);
-  } else if (pid == DISTC_MASTER) {
-    c = C->master;
-    atomic_fetch_add(&c->refs, 1);
   } else if ((rc = distc__peer_link(pid, &c)) < 0) {
     distc__future_unref(f);
     return rc;

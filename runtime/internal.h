@@ -301,8 +301,9 @@ int distc__topology_parse(const char *s);
  * their addresses ("" when none). */
 void distc__peers_listen(int fd, const char *master_addr, char *local,
                          size_t nl, char *tcp, size_t nt);
-/* Worker, after WELCOME: starts accepting on the I/O thread's loop, or
- * closes the listeners under master_worker. */
+/* Worker, after WELCOME: enters the master's link in the peer table
+ * (distc__C.conns, by id, with the worker links), and starts accepting on
+ * the I/O thread's loop unless the topology is master_worker. */
 void distc__peers_start(uv_loop_t *loop, int topology);
 /* Worker: *out, a new reference to the link to worker pid, dialing it
  * first (asking the master for its address) when there is none; or a

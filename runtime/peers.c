@@ -394,6 +394,8 @@ static void on_accept(uv_poll_t *h, int status, int events) {
 
 void distc__peers_start(uv_loop_t *loop, int topology) {
   (void)topology;
+  /* One peer table on every process: the master's link is entry 1. */
+  table_put(distc__C.master);
   if (distc__topology == DISTC__TOPO_MASTER_WORKER)
     return;
   news_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
