@@ -501,6 +501,27 @@ int distc__worker_main(void); /* never returns */
 /* Worker: reads one frame from the master and handles it (running a call
  * inline).  1: handled one, 0: none available, < 0: connection gone. */
 int distc__worker_pump_once(distc__conn *c);
+/* ---- the master's parts: master.c (I/O thread, listeners, the
+ * handshake's accepting half, liveness, start and finalize), membership.c,
+ * dispatch.c, service.c, addprocs.c ---- */
+extern bool distc__stopping; /* finalize has begun */
+/* membership.c: room in the table for id (under C->lock). */
+int distc__members_cap(int id);
+/* master.c: whether c's pid names its process on this host (so the master
+ * may signal it). */
+bool distc__worker_same_host(const distc__conn *c);
+/* master.c: tells the launcher its worker `index` is lost (false: not the
+ * launcher's); kills it through the addprocs manager that started it
+ * (caller holds addprocs_lock; false: none did). */
+bool distc__report_lost(int index);
+bool distc__manager_kill_index(int index);
+/* master.c: waits until the launch indices [first, first + n) have joined,
+ * a worker was refused, or the deadline passes (alive, may be NULL: whether
+ * the workers still run; hosts, may be NULL: the progress line's map). */
+int distc__await_workers(int first, int n, double deadline,
+                         bool (*alive)(void *), void *arg, const char *hosts);
+/* service.c: ends the service threads (finalize). */
+void distc__service_stop(void);
 /* Master: queue a worker's CALL for the service thread. */
 void distc__service_enqueue(distc__conn *c, distc__frame *f);
 /* Master: runs fn(arg) on the service thread, after the jobs queued before
