@@ -263,13 +263,15 @@ static int run_stop(int id) {
     return 1;
   t0 = now_ms();
   char st;
-  while ((st = proc_state(pid)) == 'T' && now_ms() - t0 < 10000) {
+  /* Until it is gone: a stopped process that gets SIGKILL runs (R) for a
+   * moment while it dies. */
+  while ((st = proc_state(pid)) != '-' && st != 'Z' && now_ms() - t0 < 10000) {
     struct timespec ms20 = {0, 20 * 1000 * 1000};
     nanosleep(&ms20, NULL);
   }
   printf("stop worker %d pid %ld state %c after %.0f ms\n", id, pid, st,
          now_ms() - t0);
-  return st == 'T';
+  return st != '-' && st != 'Z';
 }
 
 static int workers(int *ids) {
