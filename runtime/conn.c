@@ -221,6 +221,14 @@ int distc__conn_poll(distc__conn *c, int timeout_ms) {
   return r;
 }
 
+/* Whether the peer closed its end of c's socket (its rings then stay
+ * full forever). */
+static bool hung_up(distc__conn *c) {
+  struct pollfd p = {.fd = c->fd, .events = POLLRDHUP};
+  return poll(&p, 1, 0) > 0 &&
+         (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 /* Waits up to timeout_ms until fd can take more bytes; the socket is
  * non-blocking because the I/O thread polls it.  -1: the socket broke. */
 static int wait_writable(int fd, int timeout_ms) {
@@ -404,7 +412,11 @@ static int send_frame(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
          * for room a little at a time so a lost peer ends the wait. */
         if (c->tx) {
           distc__ring_wait_room(c->tx, SEND_RECHECK_MS);
-          if (c->epfd < 0 || !atomic_load(&c->dead))
+          /* A worker's link to another worker: nobody else notices that
+           * reader's death while we wait (the master's link ends the
+           * worker instead). */
+          if (c->epfd < 0 ? !(c->is_link && hung_up(c))
+                          : !atomic_load(&c->dead))
             continue;
         } else if (wait_writable(c->fd, SEND_RECHECK_MS) == 0)
           continue;

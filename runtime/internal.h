@@ -138,6 +138,7 @@ typedef struct distc__conn {
   char link_local[64];
   char link_tcp[256]; /* "ip:port", comma-separated */
   bool shm_accept;
+  bool is_link;       /* a worker's link to another worker */
 
   atomic_uint_fast64_t tx_frames; /* frames written (under wlock) */
   atomic_uint_fast64_t rx_bytes;  /* bytes read (by the reader) */

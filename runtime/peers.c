@@ -369,6 +369,7 @@ static void accept_link(int fd, bool local) {
     return;
   }
   c->shm_accept = local; /* the dialer offers the rings */
+  c->is_link = true;
   if (!links_add(c))
     distc__log(DISTC__LOG_ERROR, "out of memory adding the link from "
                "worker %d", c->id);
@@ -546,6 +547,7 @@ static int dial_link(int pid, distc__conn **out) {
     free(p);
     return distc__seterr(DISTC_ENOMEM, "out of memory");
   }
+  c->is_link = true;
   if (type == DISTC__F_REFUSE) {
     distc__dec d;
     rc = DISTC_EAUTH;

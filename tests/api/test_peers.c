@@ -282,6 +282,51 @@ static void case_kill(void) {
   distc_value_free(r);
 }
 
+DISTC_FUNCTION(getpid_fn) {
+  (void)args;
+  (void)ctx;
+  return distc_int(getpid());
+}
+
+/* Worker 3 dies while worker 2 is blocked sending it a call larger than
+ * their link holds (3 is busy, so nobody reads): the send ends with the
+ * process-exited error instead of waiting for room forever. */
+static void case_kill_send(void) {
+  distc_value *pid = NULL;
+  OK(distc_remotecall_fetch(3, "getpid_fn", NULL, &pid));
+  /* Link 2 and 3 first, so 3's I/O thread need not accept while busy. */
+  distc_value *a = distc_listv(3, distc_int(3), distc_string("noop"),
+                               distc_list(0)), *r = NULL;
+  OK(distc_remotecall_fetch(2, "call_other", a, &r));
+  distc_value_free(r);
+  distc_value_free(a);
+  distc_future *busy = NULL, *f = NULL;
+  distc_value *s = distc_listv(1, distc_double(20.0));
+  OK(distc_remotecall(3, "sleepy", s, &busy));
+  distc_value_free(s);
+  size_t n = 1 << 20; /* 8 MiB of int64: more than the link takes */
+  distc_value *big = distc_array(DISTC_I64, 1, &n);
+  a = distc_listv(3, distc_int(3), distc_string("noop"),
+                  distc_listv(1, big));
+  double t0 = now_s();
+  OK(distc_remotecall(2, "call_other", a, &f));
+  distc_value_free(a);
+  usleep(500000); /* 2 is now waiting for room */
+  kill((pid_t)distc_value_int(pid), SIGKILL);
+  r = NULL;
+  OK(distc_fetch_timeout(f, WAIT_S, &r));
+  int code = (int)distc_value_int(distc_list_at(r, 0));
+  CHECK(code == DISTC_EPROCEXIT, "the blocked send to the dead 3: %d (%s)",
+        code, distc_value_str(distc_list_at(r, 1), NULL));
+  CHECK(now_s() - t0 < 10, "in %.1f s", now_s() - t0);
+  distc_value_free(r);
+  distc_future_free(f);
+  CHECK(distc_fetch_timeout(busy, WAIT_S, NULL) == DISTC_EPROCEXIT,
+        "the master's call on 3 fails too");
+  distc_future_free(busy);
+  distc_value_free(pid);
+}
+
 /* Only 2 and 3 talk: the test's script counts the links with ss while
  * this waits (it prints READY and sleeps). */
 static void case_lazy(void) {
@@ -344,6 +389,8 @@ int main(int argc, char **argv) {
     case_future();
   else if (!strcmp(name, "kill"))
     case_kill();
+  else if (!strcmp(name, "kill-send"))
+    case_kill_send();
   else if (!strcmp(name, "lazy"))
     case_lazy();
   else if (!strcmp(name, "refuse"))
