@@ -410,6 +410,8 @@ static int send_frame(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
         }
         /* A large frame goes out directly (the queue is empty), waiting
          * for room a little at a time so a lost peer ends the wait. */
+        if (c->is_link)
+          distc__link_drain(c);
         if (c->tx) {
           distc__ring_wait_room(c->tx, SEND_RECHECK_MS);
           /* A worker's link to another worker: nobody else notices that

@@ -317,6 +317,13 @@ int distc__peers_pump(void);
  * timeout_ms passes (-1: forever); returns at once when a ring holds
  * bytes. */
 void distc__peers_poll(int timeout_ms);
+/* Worker: marks the thread that reads and answers every link. */
+void distc__peers_main_thread(void);
+/* conn.c, a sender waiting for room on a worker link: reads what the link
+ * brings meanwhile (on the main thread; dispatched later by the pump), so
+ * two workers sending each other large frames at once cannot wait on each
+ * other forever. */
+void distc__link_drain(distc__conn *c);
 /* Worker: spin on every link's ring (no doorbells) or stop; stopping
  * returns whether bytes wait in a ring (read them: they rang nothing). */
 bool distc__peers_spin(bool on);

@@ -608,6 +608,57 @@ int distc__peer_link(int pid, distc__conn **out) {
   return 0;
 }
 
+/* ---- frames read while sending ----
+ * Two workers that send each other frames larger than their link holds at
+ * the same moment would each wait for the other to read.  So a worker
+ * waiting for room on a link reads what that link brings meanwhile and
+ * keeps it here, to be dispatched (in order) once the send is done. */
+
+typedef struct held_frame {
+  distc__conn *c; /* a reference */
+  distc__frame f;
+} held_frame;
+static held_frame *lheld;
+static size_t lheld_head, lheld_n, lheld_cap;
+static _Thread_local bool main_thread;
+
+void distc__peers_main_thread(void) { main_thread = true; }
+
+/* Whether reading c cannot reach its shared-memory switch, which takes
+ * the write lock the sender holds. */
+static bool may_drain(const distc__conn *c) {
+  if (c->shm_accept)
+    return c->shm != NULL; /* the dialer's offer is taken */
+  return c->shm == NULL || c->tx != NULL; /* no offer of ours pending */
+}
+
+void distc__link_drain(distc__conn *c) {
+  if (!main_thread || !c->is_link || !may_drain(c))
+    return;
+  for (;;) {
+    if (lheld_n == lheld_cap) {
+      if (lheld_head > 0) {
+        memmove(lheld, lheld + lheld_head,
+                (lheld_n - lheld_head) * sizeof *lheld);
+        lheld_n -= lheld_head;
+        lheld_head = 0;
+      } else {
+        size_t cap = lheld_cap ? lheld_cap * 2 : 16;
+        held_frame *h = realloc(lheld, cap * sizeof *h);
+        if (!h)
+          return;
+        lheld = h;
+        lheld_cap = cap;
+      }
+    }
+    distc__frame f;
+    if (distc__conn_read_frame(c, &f) <= 0)
+      return; /* a lost link is noticed by the sender and the pump */
+    atomic_fetch_add(&c->refs, 1);
+    lheld[lheld_n++] = (held_frame){c, f};
+  }
+}
+
 /* ---- the dispatcher ---- */
 
 static void dispatch(distc__conn *c, distc__frame *fr) {
@@ -632,6 +683,14 @@ int distc__peers_pump(void) {
   int r = distc__worker_pump_once(distc__C.master);
   if (r != 0)
     return r;
+  if (lheld_head < lheld_n) {
+    held_frame h = lheld[lheld_head++];
+    if (lheld_head == lheld_n)
+      lheld_head = lheld_n = 0;
+    dispatch(h.c, &h.f);
+    distc__conn_unref(h.c);
+    return 1;
+  }
   refresh();
   for (size_t k = 0; k < nsnap; k++) {
     distc__conn *c = snap[(rr + k) % nsnap];

@@ -348,6 +348,7 @@ int distc__worker_main(void) {
     die("%s", distc_errmsg());
   distc__depart_init(C->master);
   distc__interrupt_worker_init();
+  distc__peers_main_thread();
 
   uv_loop_init(&wloop);
   uv_poll_init(&wloop, &out_poll, distc__output_fd());

@@ -327,6 +327,51 @@ static void case_kill_send(void) {
   distc_value_free(pid);
 }
 
+/* [n]: an array of n int64 (the caller passes it on). */
+DISTC_FUNCTION(count_items) {
+  (void)ctx;
+  const distc_value *a = distc_list_at(args, 0);
+  return distc_int((int64_t)distc_array_len(a));
+}
+
+/* Workers 2 and 3 send each other 8 MiB at the same moment, more than a
+ * link holds either way: neither may wait for the other to read. */
+static void case_exchange(void) {
+  size_t n = 1 << 20;
+  distc_value *big = distc_array(DISTC_I64, 1, &n);
+  distc_value *a2 = distc_listv(3, distc_int(3), distc_string("count_items"),
+                                distc_listv(1, distc_value_ref(big)));
+  distc_value *a3 = distc_listv(3, distc_int(2), distc_string("count_items"),
+                                distc_listv(1, big));
+  /* Link them first: the exchange itself then starts at once on both. */
+  distc_value *l = distc_listv(3, distc_int(3), distc_string("noop"),
+                               distc_list(0)), *r = NULL;
+  OK(distc_remotecall_fetch(2, "call_other", l, &r));
+  distc_value_free(r);
+  distc_value_free(l);
+  for (int round = 0; round < 5; round++) {
+    distc_future *f2, *f3;
+    double t0 = now_s();
+    OK(distc_remotecall(2, "call_other", a2, &f2));
+    OK(distc_remotecall(3, "call_other", a3, &f3));
+    distc_value *r2 = NULL, *r3 = NULL;
+    OK(distc_fetch_timeout(f2, WAIT_S, &r2));
+    OK(distc_fetch_timeout(f3, WAIT_S, &r3));
+    CHECK(distc_value_int(distc_list_at(r2, 0)) == 0 &&
+              distc_value_int(distc_list_at(r3, 0)) == 0,
+          "round %d: both calls answered: %s / %s", round,
+          distc_value_str(distc_list_at(r2, 1), NULL),
+          distc_value_str(distc_list_at(r3, 1), NULL));
+    CHECK(now_s() - t0 < WAIT_S, "round %d in %.1f s", round, now_s() - t0);
+    distc_value_free(r2);
+    distc_value_free(r3);
+    distc_future_free(f2);
+    distc_future_free(f3);
+  }
+  distc_value_free(a2);
+  distc_value_free(a3);
+}
+
 /* Only 2 and 3 talk: the test's script counts the links with ss while
  * this waits (it prints READY and sleeps). */
 static void case_lazy(void) {
@@ -391,6 +436,8 @@ int main(int argc, char **argv) {
     case_kill();
   else if (!strcmp(name, "kill-send"))
     case_kill_send();
+  else if (!strcmp(name, "exchange"))
+    case_exchange();
   else if (!strcmp(name, "lazy"))
     case_lazy();
   else if (!strcmp(name, "refuse"))
