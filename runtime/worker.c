@@ -163,7 +163,7 @@ static void read_secret(unsigned char *secret) {
 static void handshake(int fd, int index, double deadline, int *id, bool *cma,
                       const char *local, const char *tcp) {
   if (distc__hs_dial(fd, deadline) < 0)
-    die("master: %s", distc_errmsg());
+    die("handshake with the master: %s", distc_errmsg());
 
   /* HELLO: [index, ospid, host, fingerprint, address of the fingerprint,
    * [local, tcp]] — the master reads that address with process_vm_readv
