@@ -68,6 +68,8 @@ _distc_launch() {
       mapfile -t COMPREPLY < <(compgen -W "$("$launcher" --list-managers 2>/dev/null)" -- "$cur") ;;
     -p | --procs)
       mapfile -t COMPREPLY < <(compgen -W "auto" -- "$cur") ;;
+    --topology)
+      mapfile -t COMPREPLY < <(compgen -W "all_to_all master_worker" -- "$cur") ;;
     --dir)
       mapfile -t COMPREPLY < <(compgen -d -- "$cur")
       compopt -o filenames 2>/dev/null ;;

@@ -25,6 +25,7 @@ enum opt_id {
   OPT_ENV,
   OPT_TIMEOUT,
   OPT_HEARTBEAT,
+  OPT_TOPOLOGY,
   OPT_MANAGER,
   OPT_LAUNCHER,
   OPT_BIND,
@@ -64,6 +65,7 @@ static const opt_def opt_defs[] = {
     {"env", 0, true, OPT_ENV},
     {"timeout", 0, true, OPT_TIMEOUT},
     {"heartbeat", 0, true, OPT_HEARTBEAT},
+    {"topology", 0, true, OPT_TOPOLOGY},
     {"manager", 0, true, OPT_MANAGER},
     {"launcher", 0, true, OPT_LAUNCHER},
     {"bind", 0, false, OPT_BIND},
@@ -107,7 +109,10 @@ static const char usage_head[] =
     "                       (default 60, decimals allowed)\n"
     "      --heartbeat S    seconds between heartbeats on idle links; a\n"
     "                       worker silent for 10 of them is lost (default\n"
-    "                       1; 0: off; sets DISTC_HEARTBEAT_S)\n";
+    "                       1; 0: off; sets DISTC_HEARTBEAT_S)\n"
+    "      --topology T     all_to_all (default: workers call each other,\n"
+    "                       linked on first use) or master_worker (workers\n"
+    "                       talk to the master only; sets DISTC_TOPOLOGY)\n";
 static const char usage_common[] =
     "      --bind           bind worker i to core i mod cores\n"
     "      --blas-threads N OPENBLAS_NUM_THREADS and OMP_NUM_THREADS of each\n"
@@ -336,6 +341,22 @@ static int parse_heartbeat(const char *v, distc__launch_opts *o) {
   return 0;
 }
 
+static int parse_topology(const char *v, distc__launch_opts *o) {
+  static char entry[64];
+  if (strcmp(v, "all_to_all") != 0 && strcmp(v, "master_worker") != 0)
+    return distc__seterr(DISTC_EINVAL,
+                         "--topology wants all_to_all (workers call each "
+                         "other directly) or master_worker (workers talk to "
+                         "the master only), got '%s'",
+                         v);
+  size_t n = 0;
+  while (o->env[n] != NULL && o->env[n] != entry)
+    n++;
+  snprintf(entry, sizeof entry, "DISTC_TOPOLOGY=%s", v);
+  o->env[n] = entry; /* a second --topology replaces the first */
+  return 0;
+}
+
 static int parse_blas(const char *v, distc__launch_opts *o) {
   char *end;
   errno = 0;
@@ -491,6 +512,8 @@ static int apply(const opt_def *d, const char *v, distc__launch_opts *o,
     return parse_timeout(v, o);
   case OPT_HEARTBEAT:
     return parse_heartbeat(v, o);
+  case OPT_TOPOLOGY:
+    return parse_topology(v, o);
   case OPT_MANAGER:
     if (v[0] == '\0')
       return distc__seterr(DISTC_EINVAL,

@@ -28,7 +28,8 @@ extern char **environ;
 /* DISTC_* variables that are user settings, not per-process contract, and so
  * pass from the caller's environment to the workers. */
 static const char *const keep_distc[] = {"DISTC_LOG", "DISTC_MAX_FRAME",
-                                         "DISTC_TRACE", "DISTC_TRANSPORT"};
+                                         "DISTC_TRACE", "DISTC_TRANSPORT",
+                                         "DISTC_TOPOLOGY"};
 
 /* A NULL-terminated "K=V" vector whose strings it owns. */
 typedef struct envv {

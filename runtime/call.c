@@ -53,6 +53,8 @@ distc_future *distc__future_new(int pid) {
 void distc__future_unref(distc_future *f) {
   if (!f || atomic_fetch_sub(&f->refs, 1) != 1)
     return;
+  if (f->exported)
+    distc__future_unexport(f);
   distc_value_free(f->value);
   free(f->errmsg);
   free(f->trace_fn);
@@ -80,6 +82,8 @@ void distc__future_complete(distc_future *f, int err, distc_value *v,
   pthread_mutex_unlock(&f->mu);
   if (cb)
     cb(f, arg);
+  if (f->exported)
+    distc__future_exported_done(f);
 }
 
 void distc__future_on_done(distc_future *f,
@@ -114,7 +118,7 @@ bool distc_isready(distc_future *f) {
   } else if (distc__C.master) {
     /* On a worker nobody else reads the connection. */
     bool took = distc__reader_acquire();
-    while (!is_done(f) && distc__worker_pump_once(distc__C.master) > 0)
+    while (!is_done(f) && distc__peers_pump() > 0)
       ;
     distc__reader_drop(took);
   }
@@ -169,7 +173,9 @@ static bool was_abandoned(uint64_t id) {
 /* Worker, in a wait interrupted by distc_interrupt: completes f with
  * DISTC_EINTERRUPTED if it is still waiting for the master's answer. */
 static bool abandon(distc_future *f) {
-  distc_future *p = distc__pending_take(distc__C.master, f->callid);
+  distc__conn *c = distc__conn_get(f->pid);
+  distc_future *p = c ? distc__pending_take(c, f->callid) : NULL;
+  distc__conn_unref(c);
   if (!p)
     return false;
   abandoned[nabandoned++ % DISTC__ARRAY_LEN(abandoned)] = p->callid;
@@ -318,6 +324,8 @@ static void future_wait_until(distc_future *f, double deadline) {
     distc__conn_quiet(c, true);
   if (c && !worker)
     distc__conn_spinning(c, true);
+  if (worker)
+    distc__peers_spin(true); /* our peers ring no doorbell while we look */
   if (deadline > 0 && t0 + budget > deadline)
     budget = deadline > t0 ? deadline - t0 : 0;
   while (distc__now() - t0 < budget) {
@@ -326,7 +334,7 @@ static void future_wait_until(distc_future *f, double deadline) {
       break;
     }
     if (c) {
-      int r = worker ? distc__worker_pump_once(c) : distc__master_pump(c, false);
+      int r = worker ? distc__peers_pump() : distc__master_pump(c, false);
       if (r < 0 && worker)
         worker_orphaned();
       if (worker && distc_interrupted() && abandon(f))
@@ -340,11 +348,15 @@ static void future_wait_until(distc_future *f, double deadline) {
     distc__conn_spinning(c, false);
   if (quiet)
     distc__conn_quiet(c, false);
+  /* Frames that came while we spun rang no doorbell: read them now, or an
+   * INTERRUPT among them would wait for the next wait. */
+  while (worker && distc__peers_spin(false) && distc__peers_pump() > 0)
+    ;
 
   if (!spun_ok) {
     if (worker) {
       while (!is_done(f) && !(deadline > 0 && distc__now() >= deadline)) {
-        int r = distc__worker_pump_once(c);
+        int r = distc__peers_pump(); /* every link: calls back must run */
         if (r < 0)
           worker_orphaned();
         if (distc_interrupted() && abandon(f))
@@ -355,7 +367,7 @@ static void future_wait_until(distc_future *f, double deadline) {
             int left = (int)((deadline - distc__now()) / 1e6) + 1;
             ms = left < ms ? left : ms;
           }
-          distc__conn_poll(c, ms);
+          distc__peers_poll(ms);
         }
       }
     } else if (c && c->rx) {
@@ -765,6 +777,11 @@ void distc__reply_send(distc__reply *r, int err, distc_value *v,
   reply_send(r, err, v, msg, false);
 }
 
+void distc__reply_send_where(distc__reply *r, int err, distc_value *v,
+                             const char *msg) {
+  reply_send(r, err, v, msg, true);
+}
+
 /* ---- forwarding: a worker's call to another worker, through the master ----
  * Workers are connected to the master only, so the master runs the call for
  * them.  It never waits for the answer on the service thread (the answer may
@@ -810,7 +827,8 @@ DISTC_FUNCTION(distc__forward) {
 int distc__remotecall_routed(int pid, const char *fn, const distc_value *args,
                              distc_future **out) {
   distc__cluster *C = &distc__C;
-  if (C->is_master || pid == C->myid || pid == DISTC_MASTER)
+  if (C->is_master || pid == C->myid || pid == DISTC_MASTER ||
+      distc__topology == DISTC__TOPO_ALL_TO_ALL)
     return distc_remotecall(pid, fn, args, out);
   distc_value *fa = distc_listv(
       3, distc_int(pid), distc_string(fn ? fn : ""),
@@ -877,14 +895,16 @@ static int start_call(int pid, const char *fn, const distc_value *args,
     *out = f;
     return 0;
   }
-  if (!C->is_master && pid != DISTC_MASTER) {
+  /* Every connection comes with a reference: the master's table, a
+   * worker's link to its master, or its link to another worker (made on
+   * first use: peers.c). */
+  distc__conn *c = NULL;
+  if (C->is_master) {
+    c = distc__conn_get(pid);
+  } else if ((rc = distc__peer_link(pid, &c)) < 0) {
     distc__future_unref(f);
-    return distc__seterr(DISTC_ENOTSUP,
-                         "calls from a worker can go to the master (1) or to "
-                         "the worker itself, not to worker %d",
-                         pid);
+    return rc;
   }
-  distc__conn *c = C->is_master ? distc__conn_get(pid) : C->master;
   if (!c) {
     distc__future_unref(f);
     pthread_mutex_lock(&C->lock);
@@ -936,13 +956,11 @@ static int start_call(int pid, const char *fn, const distc_value *args,
   }
   if (flags & DISTC__F_NORESULT)
     distc__future_complete(f, 0, NULL, NULL);
-  if (C->is_master)
-    distc__conn_unref(c);
+  distc__conn_unref(c);
   *out = f;
   return 0;
 fail:
-  if (C->is_master)
-    distc__conn_unref(c);
+  distc__conn_unref(c);
   distc__future_unref(f);
   return rc;
 }
@@ -1022,10 +1040,9 @@ int distc_everywhere(const char *fn, const distc_value *args) {
   distc__cluster *C = &distc__C;
   if (!C->initialised)
     return distc__seterr(DISTC_ESTATE, "call distc_init() first");
-  if (!C->is_master)
-    return distc__seterr(DISTC_ENOTMASTER, "distc_everywhere runs from the "
-                                           "master");
-  int n = distc_workers(NULL, 0), rc = 0;
+  /* From a worker: the master and the workers it knew of at joining
+   * (distc_workers() there), straight over links made on first use. */
+  int n = distc_workers(NULL, 0) + (C->is_master ? 0 : 1), rc = 0;
   int *ids = calloc((size_t)n + 1, sizeof *ids);
   distc_future **fs = calloc((size_t)n + 1, sizeof *fs);
   size_t nf = 0;
@@ -1034,7 +1051,10 @@ int distc_everywhere(const char *fn, const distc_value *args) {
     goto out;
   }
   /* Workers may join or leave meanwhile: take what is there now. */
-  int now = distc_workers(ids, n);
+  int now = C->is_master ? 0 : 1;
+  if (!C->is_master)
+    ids[0] = DISTC_MASTER;
+  now += distc_workers(ids + now, n - now);
   if (now < n)
     n = now;
   /* The master runs last so the workers are already busy meanwhile.  A

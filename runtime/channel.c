@@ -8,8 +8,9 @@
  * never held, so the put or take that will unblock it can still arrive.
  * Whatever changes the channel answers the parked replies it satisfies.
  *
- * A worker's operation on a channel owned by another worker goes through the
- * master (distc__remotecall_routed), the only process it is connected to. */
+ * A worker's operation on a channel owned by another worker goes straight
+ * to the owner over their link (peers.c), or, under --topology
+ * master_worker, through the master (distc__remotecall_routed). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

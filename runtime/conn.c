@@ -246,6 +246,14 @@ int distc__conn_poll(distc__conn *c, int timeout_ms) {
   return r;
 }
 
+/* Whether the peer closed its end of c's socket (its rings then stay
+ * full forever). */
+static bool hung_up(distc__conn *c) {
+  struct pollfd p = {.fd = c->fd, .events = POLLRDHUP};
+  return poll(&p, 1, 0) > 0 &&
+         (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 /* Waits up to timeout_ms until fd can take more bytes; the socket is
  * non-blocking because the I/O thread polls it.  -1: the socket broke. */
 static int wait_writable(int fd, int timeout_ms) {
@@ -427,9 +435,15 @@ static int send_frame(distc__conn *c, uint8_t type, uint8_t flags, uint64_t id,
         }
         /* A large frame goes out directly (the queue is empty), waiting
          * for room a little at a time so a lost peer ends the wait. */
+        if (c->is_link)
+          distc__link_drain(c);
         if (c->tx) {
           distc__ring_wait_room(c->tx, SEND_RECHECK_MS);
-          if (c->epfd < 0 || !atomic_load(&c->dead))
+          /* A worker's link to another worker: nobody else notices that
+           * reader's death while we wait (the master's link ends the
+           * worker instead). */
+          if (c->epfd < 0 ? !(c->is_link && hung_up(c))
+                          : !atomic_load(&c->dead))
             continue;
         } else if (wait_writable(c->fd, SEND_RECHECK_MS) == 0)
           continue;
@@ -696,7 +710,7 @@ int distc__conn_offer_shm(distc__conn *c) {
 /* Under rlock: a step of the switch to the rings.  Whatever the socket
  * holds after it is doorbells, so the staged rest is dropped. */
 static void shm_switch(distc__conn *c, const distc__hdr *h) {
-  if (h->type == F_SHM && c->epfd >= 0 && !c->shm) { /* master */
+  if (h->type == F_SHM && (c->epfd >= 0 || c->shm_accept) && !c->shm) { /* acceptor */
     void *map = c->fd_in >= 0 ? distc__shm_map(c->fd_in) : NULL;
     if (c->fd_in >= 0)
       close(c->fd_in);

@@ -73,6 +73,8 @@ struct distc_future {
   /* optional completion hook, under mu (see distc__future_on_done) */
   void (*notify)(distc_future *f, void *arg);
   void *notify_arg;
+  /* passed as a value (future_ref.c): its export entry, or NULL */
+  struct distc__export *exported;
   /* tracing only (trace.h): when the call was sent, its size, its name */
   uint64_t trace_t0;
   size_t trace_out;
@@ -133,6 +135,14 @@ typedef struct distc__conn {
 
   /* Liveness (liveness.c): counters bumped on the hot paths, read by the
    * checker, which keeps its own snapshot and clock. */
+  /* Links (peers.c): the addresses a worker listens on, as it told the
+   * master (master side); whether this end accepted the link, and so takes
+   * a shared-memory offer (the master always does). */
+  char link_local[64];
+  char link_tcp[256]; /* "ip:port", comma-separated */
+  bool shm_accept;
+  bool is_link;       /* a worker's link to another worker */
+
   atomic_uint_fast64_t tx_frames; /* frames written (under wlock) */
   atomic_uint_fast64_t rx_bytes;  /* bytes read (by the reader) */
   uint64_t seen_tx, seen_rx;      /* checker's snapshot */
@@ -263,6 +273,71 @@ void distc__mac(const unsigned char *secret, const char *role,
 bool distc__mac_equal(const unsigned char *a, const unsigned char *b);
 int distc__random(void *buf, size_t n);
 
+/* ---- handshake.c: the one handshake of every link ----
+ * The acceptor's first message (HELLO1) with its nonce. */
+void distc__hs_hello1(unsigned char *m1, const unsigned char *nonce);
+/* Acceptor: whether the dialer's HELLO2 proves the cluster secret against
+ * our nonce; fills our own proof (DISTC__MAC_LEN bytes) to send back. */
+bool distc__hs_check(const unsigned char *nonce, const unsigned char *m2,
+                     unsigned char *proof);
+/* Blocking halves, within deadline (monotonic ns): 0, or a negative
+ * DISTC_E* with a message. */
+int distc__hs_dial(int fd, double deadline);
+int distc__hs_accept(int fd, double deadline);
+/* Reads or writes exactly n bytes within the deadline; -1 on failure. */
+int distc__hs_xfer(int fd, void *buf, size_t n, bool out, double deadline);
+/* One frame of the handshake (HELLO, WELCOME, REFUSE), blocking; a
+ * received payload is malloc'd (free), DISTC__HS_FRAME_MAX bytes at most. */
+#define DISTC__HS_FRAME_MAX (1u << 20)
+int distc__hs_send(int fd, uint8_t type, distc__enc *e, double deadline);
+int distc__hs_recv(int fd, uint8_t *type, char **payload, uint32_t *len,
+                   double deadline);
+/* Whether fp is this build's fingerprint; else why (naming who) says so. */
+bool distc__hs_same_binary(const unsigned char *fp, char *why, size_t n,
+                           const char *who);
+
+/* ---- peers.c: a worker's links to other workers ----
+ * Topologies: all_to_all (workers listen; links are made on first use) or
+ * master_worker (the star: workers neither listen nor call sideways). */
+enum { DISTC__TOPO_ALL_TO_ALL, DISTC__TOPO_MASTER_WORKER };
+#define DISTC_ENV_TOPOLOGY "DISTC_TOPOLOGY"
+/* $DISTC_TOPOLOGY (or opts) parsed: the DISTC__TOPO_* value, or a negative
+ * DISTC_EINVAL with a message naming the valid ones. */
+int distc__topology_parse(const char *s);
+/* Worker, before the handshake: opens the listeners (the same-host socket
+ * unless TCP is forced, and TCP on the address the master link uses: fd is
+ * that link's socket, master_addr its "host:port"); fills local/tcp with
+ * their addresses ("" when none). */
+void distc__peers_listen(int fd, const char *master_addr, char *local,
+                         size_t nl, char *tcp, size_t nt);
+/* Worker, after WELCOME: enters the master's link in the peer table
+ * (distc__C.conns, by id, with the worker links), and starts accepting on
+ * the I/O thread's loop unless the topology is master_worker. */
+void distc__peers_start(uv_loop_t *loop, int topology);
+/* Worker: *out, a new reference to the link to worker pid, dialing it
+ * first (asking the master for its address) when there is none; or a
+ * negative DISTC_E* (with a message) when it cannot be had. */
+int distc__peer_link(int pid, distc__conn **out);
+/* Worker: the dispatcher.  Handles one frame from the master or any
+ * worker link (held frames first): 1 handled, 0 none, < 0 master lost. */
+int distc__peers_pump(void);
+/* Worker: sleeps until any link (or the listener's news) is readable or
+ * timeout_ms passes (-1: forever); returns at once when a ring holds
+ * bytes. */
+void distc__peers_poll(int timeout_ms);
+/* Worker: marks the thread that reads and answers every link. */
+void distc__peers_main_thread(void);
+/* conn.c, a sender waiting for room on a worker link: reads what the link
+ * brings meanwhile (on the main thread; dispatched later by the pump), so
+ * two workers sending each other large frames at once cannot wait on each
+ * other forever. */
+void distc__link_drain(distc__conn *c);
+/* Worker: spin on every link's ring (no doorbells) or stop; stopping
+ * returns whether bytes wait in a ring (read them: they rang nothing). */
+bool distc__peers_spin(bool on);
+/* Master: the registered function workers call for a worker's address. */
+extern int distc__topology;
+
 /* ---- fingerprint.c ---- */
 #define DISTC__FP_LEN 32
 const unsigned char *distc__fingerprint(void);
@@ -291,6 +366,14 @@ typedef struct distc__reply distc__reply;
 distc__reply *distc__call_defer(distc_ctx *ctx);
 void distc__reply_send(distc__reply *r, int err, distc_value *v,
                        const char *msg);
+/* As distc__reply_send, for a msg that already names the process that
+ * failed ("On worker N: ..."). */
+void distc__reply_send_where(distc__reply *r, int err, distc_value *v,
+                             const char *msg);
+/* future_ref.c: f, passed as a value, completed (answers the processes
+ * waiting to fetch it) or is being freed (forgets it). */
+void distc__future_exported_done(distc_future *f);
+void distc__future_unexport(distc_future *f);
 /* distc_remotecall, except that from a worker a call to another worker goes
  * through the master (distc__forward), since workers hold no links to each
  * other.  The future's pid is then the master's. */
@@ -434,6 +517,27 @@ int distc__worker_main(void); /* never returns */
 /* Worker: reads one frame from the master and handles it (running a call
  * inline).  1: handled one, 0: none available, < 0: connection gone. */
 int distc__worker_pump_once(distc__conn *c);
+/* ---- the master's parts: master.c (I/O thread, listeners, the
+ * handshake's accepting half, liveness, start and finalize), membership.c,
+ * dispatch.c, service.c, addprocs.c ---- */
+extern bool distc__stopping; /* finalize has begun */
+/* membership.c: room in the table for id (under C->lock). */
+int distc__members_cap(int id);
+/* master.c: whether c's pid names its process on this host (so the master
+ * may signal it). */
+bool distc__worker_same_host(const distc__conn *c);
+/* master.c: tells the launcher its worker `index` is lost (false: not the
+ * launcher's); kills it through the addprocs manager that started it
+ * (caller holds addprocs_lock; false: none did). */
+bool distc__report_lost(int index);
+bool distc__manager_kill_index(int index);
+/* master.c: waits until the launch indices [first, first + n) have joined,
+ * a worker was refused, or the deadline passes (alive, may be NULL: whether
+ * the workers still run; hosts, may be NULL: the progress line's map). */
+int distc__await_workers(int first, int n, double deadline,
+                         bool (*alive)(void *), void *arg, const char *hosts);
+/* service.c: ends the service threads (finalize). */
+void distc__service_stop(void);
 /* Master: queue a worker's CALL for the service thread. */
 void distc__service_enqueue(distc__conn *c, distc__frame *f);
 /* Master: runs fn(arg) on the service thread, after the jobs queued before

@@ -1,7 +1,9 @@
-/* master.c — the master side: the I/O thread (accepting and authenticating
- * workers, reading their connections when no caller is), membership,
- * addprocs/rmprocs, the service thread for calls workers make to the
- * master, and shutdown.
+/* master.c — what is the master's alone: the I/O thread (listeners,
+ * accepting and authenticating workers with the handshake's accepting half,
+ * reading their connections when no caller is, the liveness checker),
+ * start-up and shutdown.  Its table of workers is membership.c, what their
+ * frames mean dispatch.c, the threads that run their calls service.c, and
+ * distc_addprocs/rmprocs addprocs.c.
  *
  * The I/O thread owns every libuv handle; other threads only write frames,
  * read under a connection's rlock, and wake the loop with uv_async. */
@@ -24,14 +26,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "exec_diag.h"
 #include "internal.h"
 #include "launch_progress.h"
 #include "transport.h"
 
 #define HANDSHAKE_TIMEOUT_MS 10000
 #define HELLO_MAX 4096 /* a HELLO frame is ~100 bytes */
-#define RMPROCS_GRACE_S 5.0 /* default; DISTC_RMPROCS_GRACE overrides */
 
 /* One accepted socket: first a handshake in progress, then the holder of
  * its connection's poll handle.  The fd is closed only after the handle is
@@ -51,14 +51,6 @@ typedef struct peer {
 
 #define PEER_OF_GATE(e) ((peer *)((char *)(e)-offsetof(peer, gate)))
 
-typedef struct distc__job {
-  struct distc__job *next;
-  distc__conn *conn;
-  distc__frame frame;
-  void (*fn)(void *arg); /* set: run fn(arg) instead of a call */
-  void *arg;
-} distc__job;
-
 static int control_fd = -1;
 /* "ready" was said: the pipe stays open for "lost" reports (written by the
  * I/O thread), and the launch indices [0, launcher_workers) are the
@@ -70,7 +62,7 @@ static int launcher_workers;
  * on every liveness tick while addprocs holds the managers. */
 static int *kill_pending;
 static int nkill_pending, capkill_pending;
-static bool stopping;
+bool distc__stopping; /* finalize has begun (the I/O thread stops) */
 /* Admitted workers' sockets live in this epoll set, itself watched by the
  * loop, so that a spinning waiter can take its connection out of it
  * (distc__conn_quiet) without calling into libuv from another thread. */
@@ -81,138 +73,6 @@ static uv_timer_t live_timer;
 /* Restarts accepting after a pause (a full gate, or out of descriptors). */
 static uv_timer_t accept_timer;
 static bool accept_paused, remote_polling;
-
-/* ---- membership ---- */
-
-static int ensure_cap(int id) {
-  distc__cluster *C = &distc__C;
-  if (id < C->conncap)
-    return 0;
-  int cap = C->conncap ? C->conncap : 16;
-  while (cap <= id)
-    cap *= 2;
-  distc__conn **c = realloc(C->conns, sizeof *c * (size_t)cap);
-  int *ids = realloc(C->ids, sizeof *ids * (size_t)cap);
-  if (c)
-    C->conns = c;
-  if (ids)
-    C->ids = ids;
-  if (!c || !ids)
-    return DISTC_ENOMEM;
-  memset(C->conns + C->conncap, 0, sizeof *c * (size_t)(cap - C->conncap));
-  C->conncap = cap;
-  return 0;
-}
-
-static void ids_remove(int id) {
-  distc__cluster *C = &distc__C;
-  for (int i = 0; i < C->nids; i++) {
-    if (C->ids[i] == id) {
-      memmove(C->ids + i, C->ids + i + 1, sizeof(int) * (size_t)(C->nids - i - 1));
-      C->nids--;
-      return;
-    }
-  }
-}
-
-void distc__worker_lost(distc__conn *c) {
-  distc__cluster *C = &distc__C;
-  atomic_store(&c->dead, true);
-  /* lost and the membership change together, under the lock: whoever sees
-   * lost (distc_rmprocs) and then asks for the workers must not still find
-   * this one among them. */
-  distc__conn_wake_senders(c);
-  pthread_mutex_lock(&C->lock);
-  if (atomic_exchange(&c->lost, true)) {
-    pthread_mutex_unlock(&C->lock);
-    return;
-  }
-  /* Tell the peer too (a dropped, misbehaving worker sees EOF and exits). */
-  shutdown(c->fd, SHUT_RDWR);
-  /* Membership first, so whoever wakes from a failed call below already
-   * sees the worker gone. */
-  bool owned = false;
-  ids_remove(c->id);
-  if (c->id < C->conncap && C->conns[c->id] == c) {
-    C->conns[c->id] = DISTC__GONE;
-    owned = true;
-  }
-  pthread_cond_broadcast(&C->changed);
-  pthread_mutex_unlock(&C->lock);
-  distc__output_flush(c);
-  distc__conn_fail_pending(c);
-  if (!stopping && owned)
-    distc__members_note(c->id, false);
-  if (c->why[0])
-    distc__log(DISTC__LOG_WARN, "worker %d: %s", c->id, c->why);
-  else if (!stopping)
-    distc__log(DISTC__LOG_INFO, "worker %d (pid %d on %s) left", c->id,
-               (int)c->ospid, c->host);
-  if (owned)
-    distc__conn_unref(c); /* the table's reference */
-}
-
-/* ---- reading worker connections ---- */
-
-static void dispatch(distc__conn *c, distc__frame *f) {
-  switch (f->h.type) {
-  case DISTC__F_RESULT:
-  case DISTC__F_ERROR:
-    distc__complete_call(c, f);
-    break;
-  case DISTC__F_OUTPUT:
-    distc__output_print(c, f->payload, f->h.len);
-    break;
-  case DISTC__F_DEPART: {
-    /* Read under rlock before the hang-up that follows it, so the calls
-     * the hang-up fails see it. */
-    size_t n = f->h.len < sizeof c->departure ? f->h.len
-                                               : sizeof c->departure - 1;
-    for (size_t i = 0; i < n; i++) {
-      char ch = f->payload[i];
-      c->departure[i] = ch >= ' ' && ch <= '~' ? ch : '?';
-    }
-    c->departure[n] = '\0';
-    break;
-  }
-  case DISTC__F_CALL:
-    distc__service_enqueue(c, f);
-    return; /* the job owns the payload now */
-  case DISTC__F_PING:
-    break; /* its bytes already counted as life */
-  default:
-    distc__log(DISTC__LOG_WARN, "worker %d sent an unexpected frame (type %u)",
-               c->id, f->h.type);
-  }
-  distc__free(f->payload);
-}
-
-int distc__master_pump(distc__conn *c, bool block_lock) {
-  if (atomic_load(&c->dead))
-    return DISTC_EPROCEXIT;
-  if (block_lock)
-    pthread_mutex_lock(&c->rlock);
-  else if (pthread_mutex_trylock(&c->rlock) != 0)
-    return 0;
-  distc__frame f;
-  int r, n = 0;
-  /* Dispatch under rlock: frames of one worker are handled in the order
-   * sent, so its output is printed before the result that follows it. */
-  while ((r = distc__conn_read_frame(c, &f)) > 0) {
-    dispatch(c, &f);
-    n++;
-  }
-  pthread_mutex_unlock(&c->rlock);
-  if (r < 0) {
-    distc__worker_lost(c);
-    return r;
-  }
-  /* On the rings, room for queued bytes is announced on the socket whoever
-   * reads it: move them on. */
-  if (c->tx && c->sq_len != c->sq_off)
-    distc__conn_flush(c);
-  return n;
-}
 
 static void peer_closed(uv_handle_t *h) {
   peer *p = h->data;
@@ -263,7 +123,7 @@ static void on_workers_io(uv_poll_t *h, int status, int events) {
  * TCP whose two ends have one address).  A name alone is not enough:
  * containers and network namespaces share one, and a pid there names
  * another process, or one we must not kill. */
-static bool same_host(const distc__conn *c) {
+bool distc__worker_same_host(const distc__conn *c) {
   char host[64] = "";
   gethostname(host, sizeof host - 1);
   if (strcmp(host, c->host) != 0 || c->ospid <= 0)
@@ -291,7 +151,7 @@ static bool same_host(const distc__conn *c) {
 /* Tells the launcher that its worker `index` is lost, so that its manager
  * kills it there; false when the index is not the launcher's.  A short
  * line on a pipe: atomic, and non-blocking (init set O_NONBLOCK). */
-static bool report_lost(int index) {
+bool distc__report_lost(int index) {
   if (!atomic_load(&control_ready) || index < 0 || index >= launcher_workers)
     return false;
   char line[32];
@@ -301,7 +161,7 @@ static bool report_lost(int index) {
 
 /* SIGKILLs worker `index` through the distc_addprocs manager that started
  * it; the caller holds addprocs_lock.  False when none did. */
-static bool manager_kill(int index) {
+bool distc__manager_kill_index(int index) {
   distc__cluster *C = &distc__C;
   for (int i = 0; i < C->nmanagers; i++)
     if (distc__manager_kill_one(&C->managers[i], index, SIGKILL) == 0)
@@ -318,7 +178,7 @@ static bool kill_pending_lost(void) {
   if (nkill_pending == 0 || pthread_mutex_trylock(&C->addprocs_lock) != 0)
     return false;
   for (int k = 0; k < nkill_pending; k++)
-    any |= manager_kill(kill_pending[k]);
+    any |= distc__manager_kill_index(kill_pending[k]);
   nkill_pending = 0;
   pthread_mutex_unlock(&C->addprocs_lock);
   return any;
@@ -343,10 +203,10 @@ static void kill_later(int index) {
  * started sees its connection shut and exits when it runs again. */
 static void unresponsive(distc__conn *c, double silent_ns) {
   const char *how = "";
-  if (same_host(c)) {
+  if (distc__worker_same_host(c)) {
     if (kill(c->ospid, SIGKILL) == 0)
       how = " and killed";
-  } else if (report_lost(c->index)) {
+  } else if (distc__report_lost(c->index)) {
     how = " and killed on its host";
   } else {
     kill_later(c->index);
@@ -431,8 +291,12 @@ static void admit(peer *p, uint32_t len) {
   const msgpack_object *r = distc__dec_root(&d);
   const msgpack_object *a = r->via.array.ptr;
   if (r->type != MSGPACK_OBJECT_ARRAY || r->via.array.size < 4 ||
-      r->via.array.size > 5 ||
-      (r->via.array.size == 5 && a[4].type != MSGPACK_OBJECT_POSITIVE_INTEGER) ||
+      r->via.array.size > 6 ||
+      (r->via.array.size >= 5 && a[4].type != MSGPACK_OBJECT_POSITIVE_INTEGER) ||
+      (r->via.array.size == 6 &&
+       (a[5].type != MSGPACK_OBJECT_ARRAY || a[5].via.array.size != 2 ||
+        a[5].via.array.ptr[0].type != MSGPACK_OBJECT_STR ||
+        a[5].via.array.ptr[1].type != MSGPACK_OBJECT_STR)) ||
       (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
        a[0].type != MSGPACK_OBJECT_NEGATIVE_INTEGER) ||
       a[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
@@ -450,7 +314,16 @@ static void admit(peer *p, uint32_t len) {
   char host[64];
   snprintf(host, sizeof host, "%.*s", (int)a[2].via.str.size, a[2].via.str.ptr);
   const unsigned char *fp = (const unsigned char *)a[3].via.bin.ptr;
-  uint64_t probe = r->via.array.size == 5 ? a[4].via.u64 : 0;
+  uint64_t probe = r->via.array.size >= 5 ? a[4].via.u64 : 0;
+  /* Where it listens for other workers (peers.c); "" when it does not. */
+  char link_local[64] = "", link_tcp[256] = "";
+  if (r->via.array.size == 6) {
+    const msgpack_object *l = a[5].via.array.ptr;
+    snprintf(link_local, sizeof link_local, "%.*s", (int)l[0].via.str.size,
+             l[0].via.str.ptr);
+    snprintf(link_tcp, sizeof link_tcp, "%.*s", (int)l[1].via.str.size,
+             l[1].via.str.ptr);
+  }
   if (memcmp(fp, distc__fingerprint(), DISTC__FP_LEN) != 0) {
     char mine[17], theirs[17];
     distc__fingerprint_hex(distc__fingerprint(), mine);
@@ -479,7 +352,7 @@ static void admit(peer *p, uint32_t len) {
   if (!why[0] && (index < 0 || index >= C->next_index))
     snprintf(why, sizeof why, "worker index %d was not launched by this run",
              index);
-  if (!why[0] && ensure_cap(id) < 0)
+  if (!why[0] && distc__members_cap(id) < 0)
     snprintf(why, sizeof why, "out of memory");
   if (!why[0] && C->conns[id])
     snprintf(why, sizeof why, "worker %d has already joined", id);
@@ -507,6 +380,8 @@ static void admit(peer *p, uint32_t len) {
   c->index = index;
   c->ospid = ospid;
   memcpy(c->host, host, sizeof host);
+  memcpy(c->link_local, link_local, sizeof link_local);
+  memcpy(c->link_tcp, link_tcp, sizeof link_tcp);
   p->conn = c;
   p->fd = -1; /* the connection owns it now */
 
@@ -574,7 +449,6 @@ static void on_handshake_timeout(uv_timer_t *t) {
 static void on_handshake(uv_poll_t *h, int status, int events) {
   (void)events;
   peer *p = h->data;
-  distc__cluster *C = &distc__C;
   if (status < 0)
     goto drop;
   size_t want = p->stage == 0 ? DISTC__HELLO2_LEN : DISTC__HDR_LEN;
@@ -594,15 +468,11 @@ static void on_handshake(uv_poll_t *h, int status, int events) {
 
   if (p->stage == 0) {
     /* Nothing from the peer is interpreted before its MAC checks out. */
-    unsigned char expect[DISTC__MAC_LEN], mine[DISTC__MAC_LEN];
-    const unsigned char *nonce_w = p->buf + 8;
-    distc__mac(C->secret, "worker", p->nonce, nonce_w, expect);
-    if (memcmp(p->buf, "DSTC", 4) != 0 || p->buf[4] != DISTC__PROTO_VERSION ||
-        !distc__mac_equal(expect, p->buf + 8 + DISTC__NONCE_LEN)) {
+    unsigned char mine[DISTC__MAC_LEN];
+    if (!distc__hs_check(p->nonce, p->buf, mine)) {
       distc__gate_drop(DISTC__DROP_AUTH, distc__now());
       goto drop;
     }
-    distc__mac(C->secret, "master", nonce_w, p->nonce, mine);
     if (send(p->fd, mine, sizeof mine, MSG_NOSIGNAL) != sizeof mine)
       goto drop;
     p->stage = 1;
@@ -644,7 +514,7 @@ static void listeners(bool on) {
 static void on_accept_timer(uv_timer_t *t) {
   (void)t;
   accept_paused = false;
-  if (!stopping)
+  if (!distc__stopping)
     listeners(true);
 }
 
@@ -696,14 +566,13 @@ void distc__master_on_listen(uv_poll_t *h, int status, int events) {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     peer *p = calloc(1, sizeof *p);
-    unsigned char m1[DISTC__HELLO1_LEN] = {'D', 'S', 'T', 'C',
-                                           DISTC__PROTO_VERSION};
+    unsigned char m1[DISTC__HELLO1_LEN];
     if (!p || distc__random(p->nonce, sizeof p->nonce) < 0) {
       free(p);
       close(fd);
       continue;
     }
-    memcpy(m1 + 8, p->nonce, sizeof p->nonce);
+    distc__hs_hello1(m1, p->nonce);
     p->fd = fd;
     uv_poll_init(&C->loop, &p->poll, fd);
     uv_timer_init(&C->loop, &p->timer);
@@ -739,7 +608,7 @@ static void on_wake(uv_async_t *a) {
   (void)a;
   distc__cluster *C = &distc__C;
   pthread_mutex_lock(&C->lock);
-  if (C->remote_pending && !stopping) {
+  if (C->remote_pending && !distc__stopping) {
     C->remote_pending = false;
     if (uv_poll_init(&C->loop, &C->remote_poll, C->remote_fd) == 0) {
       remote_polling = true;
@@ -748,11 +617,11 @@ static void on_wake(uv_async_t *a) {
     }
   }
   pthread_mutex_unlock(&C->lock);
-  if (!stopping) {
+  if (!distc__stopping) {
     distc__join_on_wake(&C->loop);
     distc__interrupt_on_wake();
   }
-  if (stopping)
+  if (distc__stopping)
     uv_walk(&distc__C.loop, close_walk, NULL);
 }
 
@@ -760,91 +629,6 @@ static void io_main(void *arg) {
   (void)arg;
   distc__conn_set_io_thread();
   uv_run(&distc__C.loop, UV_RUN_DEFAULT);
-}
-
-/* ---- the service thread: calls workers make to the master ---- */
-
-/* Service threads are started on demand, one more whenever a call arrives
- * and none is idle: a call a worker makes to the master may itself call
- * that worker, which may call the master again, and each link of such a
- * chain needs a thread of its own or the chain deadlocks. */
-#define SERVICE_MAX 64
-static int service_threads, service_idle;
-
-static void *service_main(void *arg) {
-  (void)arg;
-  distc__cluster *C = &distc__C;
-  pthread_mutex_lock(&C->qlock);
-  for (;;) {
-    service_idle++;
-    while (!C->qhead && C->service_running)
-      pthread_cond_wait(&C->qcond, &C->qlock);
-    service_idle--;
-    if (!C->qhead)
-      break;
-    distc__job *j = C->qhead;
-    C->qhead = j->next;
-    if (!C->qhead)
-      C->qtail = NULL;
-    pthread_mutex_unlock(&C->qlock);
-    if (j->fn) {
-      j->fn(j->arg);
-    } else {
-      distc__run_call(j->conn, &j->frame);
-      distc__free(j->frame.payload);
-      distc__conn_unref(j->conn);
-    }
-    free(j);
-    pthread_mutex_lock(&C->qlock);
-  }
-  if (--service_threads == 0)
-    pthread_cond_broadcast(&C->qcond);
-  pthread_mutex_unlock(&C->qlock);
-  return NULL;
-}
-
-static void service_push(distc__job *j) {
-  distc__cluster *C = &distc__C;
-  pthread_mutex_lock(&C->qlock);
-  C->service_running = true;
-  if (service_idle == 0 && service_threads < SERVICE_MAX) {
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &attr, service_main, NULL) == 0)
-      service_threads++;
-    pthread_attr_destroy(&attr);
-  }
-  if (C->qtail)
-    C->qtail->next = j;
-  else
-    C->qhead = j;
-  C->qtail = j;
-  pthread_cond_signal(&C->qcond);
-  pthread_mutex_unlock(&C->qlock);
-}
-
-void distc__service_enqueue(distc__conn *c, distc__frame *f) {
-  distc__job *j = calloc(1, sizeof *j);
-  if (!j) {
-    distc__free(f->payload);
-    return;
-  }
-  atomic_fetch_add(&c->refs, 1);
-  j->conn = c;
-  j->frame = *f;
-  service_push(j);
-}
-
-int distc__service_post(void (*fn)(void *arg), void *arg) {
-  distc__job *j = calloc(1, sizeof *j);
-  if (!j)
-    return DISTC_ENOMEM;
-  j->fn = fn;
-  j->arg = arg;
-  service_push(j);
-  return 0;
 }
 
 /* ---- start ---- */
@@ -867,81 +651,6 @@ static int read_exact(int fd, void *buf, size_t n) {
     p += r;
     n -= (size_t)r;
   }
-  return 0;
-}
-
-/* "127.0.0.1:PORT" of a listener on every address, for managers that start
- * workers on other hosts (which replace the address with one their hosts
- * can reach).  The launcher's listener already is one when it started
- * workers over SSH; otherwise the first call opens a second listener. */
-static int remote_listener(const char **addr) {
-  distc__cluster *C = &distc__C;
-  struct sockaddr_in sa;
-  socklen_t len = sizeof sa;
-  if (getsockname(C->listen_fd, (struct sockaddr *)&sa, &len) == 0 &&
-      sa.sin_addr.s_addr == htonl(INADDR_ANY)) {
-    *addr = C->master_addr;
-    return 0;
-  }
-  if (C->remote_fd >= 0) {
-    *addr = C->remote_addr;
-    return 0;
-  }
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sa = (struct sockaddr_in){.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(INADDR_ANY)};
-  len = sizeof sa;
-  if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
-      listen(fd, 1024) < 0 ||
-      getsockname(fd, (struct sockaddr *)&sa, &len) < 0) {
-    int e = errno;
-    if (fd >= 0)
-      close(fd);
-    return distc__seterr(DISTC_EIO, "cannot listen on 0.0.0.0 for workers "
-                                    "on other hosts: %s",
-                         strerror(e));
-  }
-  distc__set_nonblock(fd, true);
-  pthread_mutex_lock(&C->lock);
-  C->remote_fd = fd;
-  snprintf(C->remote_addr, sizeof C->remote_addr, "127.0.0.1:%d",
-           ntohs(sa.sin_port));
-  C->remote_pending = true;
-  pthread_mutex_unlock(&C->lock);
-  uv_async_send(&C->wake); /* libuv handles belong to the I/O thread */
-  *addr = C->remote_addr;
-  return 0;
-}
-
-/* addprocs' options as the start-up path takes them: "hosts" is sugar for
- * the option of that name, manager_options are "NAME[=VALUE]" (the same
- * options as distc-launch's, and the same rule for the manager they
- * imply).  *names holds the copies the names point into. */
-static int addprocs_options(const distc_addprocs_opts *o, distc__mopt **out,
-                            int *nout, char **names) {
-  size_t n = o->hosts ? 1 : 0, bytes = 0;
-  for (size_t i = 0; o->manager_options && o->manager_options[i]; i++) {
-    n++;
-    bytes += strlen(o->manager_options[i]) + 1;
-  }
-  *out = calloc(n + 1, sizeof **out);
-  *names = malloc(bytes + 1);
-  if (*out == NULL || *names == NULL)
-    return distc__seterr(DISTC_ENOMEM, "out of memory");
-  int k = 0;
-  if (o->hosts)
-    (*out)[k++] = (distc__mopt){"hosts", o->hosts};
-  char *p = *names;
-  for (size_t i = 0; o->manager_options && o->manager_options[i]; i++) {
-    const char *opt = o->manager_options[i];
-    const char *eq = strchr(opt, '=');
-    size_t len = eq ? (size_t)(eq - opt) : strlen(opt);
-    memcpy(p, opt, len);
-    p[len] = '\0';
-    (*out)[k++] = (distc__mopt){p, eq ? eq + 1 : NULL};
-    p += len + 1;
-  }
-  *nout = k;
   return 0;
 }
 
@@ -1015,8 +724,8 @@ static int joined_in(int first, int n) {
  * refused, or the deadline passes; alive (may be NULL) says whether the
  * workers are still running; hosts (may be NULL) maps the indices to their
  * hosts for the progress line.  Returns 0 or an error with its message. */
-static int await_workers(int first, int n, double deadline,
-                         bool (*alive)(void *), void *arg, const char *hosts) {
+int distc__await_workers(int first, int n, double deadline,
+                          bool (*alive)(void *), void *arg, const char *hosts) {
   distc__cluster *C = &distc__C;
   int rc = 0, joined = 0;
   distc__launch_progress lp;
@@ -1178,7 +887,7 @@ int distc__master_init(void) {
     if (rc >= 0)
       rc = 0;
   } else {
-    rc = await_workers(0, nworkers, distc__now() + timeout * 1e9, NULL, NULL,
+    rc = distc__await_workers(0, nworkers, distc__now() + timeout * 1e9, NULL, NULL,
                        getenv(DISTC_ENV_WORKER_HOSTS));
   }
   if (rc < 0) {
@@ -1194,253 +903,6 @@ int distc__master_init(void) {
   return 0;
 fail:
   report("fail", distc_errmsg());
-  return rc;
-}
-
-/* ---- addprocs / rmprocs ---- */
-
-typedef struct batch {
-  distc_manager *m;
-  int first, n;
-  int exited_early;
-  int early_status; /* of the last one that exited early */
-} batch;
-
-static void note_exit(void *arg, int index, pid_t pid, int status) {
-  (void)pid;
-  batch *b = arg;
-  int id = DISTC_INDEX_TO_ID(index);
-  distc__cluster *C = &distc__C;
-  pthread_mutex_lock(&C->lock);
-  /* One that joined and left since is not an early exit. */
-  if (id >= C->conncap || !C->conns[id]) {
-    b->exited_early++;
-    b->early_status = status;
-  }
-  pthread_mutex_unlock(&C->lock);
-}
-
-static bool batch_alive(void *arg) {
-  batch *b = arg;
-  distc__manager_reap(b->m, note_exit, b);
-  return b->exited_early == 0;
-}
-
-static int remove_workers(const int *ids, int n);
-
-static void reap_all(void) {
-  distc__cluster *C = &distc__C;
-  for (int i = 0; i < C->nmanagers; i++)
-    distc__manager_reap(&C->managers[i], NULL, NULL);
-}
-
-int distc_addprocs(const distc_addprocs_opts *o, int *ids) {
-  distc__cluster *C = &distc__C;
-  distc__mopt *mopts = NULL;
-  char *names = NULL;
-  int nmopts = 0;
-  int rc;
-  if (!C->initialised || C->finalised)
-    return distc__seterr(DISTC_ESTATE, "call distc_init() first");
-  if (!C->is_master)
-    return distc__seterr(DISTC_ENOTMASTER, "only the master can add workers");
-  if (!o || o->count < 0)
-    return distc__seterr(DISTC_EINVAL, "addprocs wants a count of at least 1");
-  if ((rc = addprocs_options(o, &mopts, &nmopts, &names)) < 0)
-    goto free_opts;
-
-  pthread_mutex_lock(&C->addprocs_lock);
-  distc_manager *ms = realloc(C->managers, sizeof *ms * (size_t)(C->nmanagers + 1));
-  if (!ms) {
-    rc = distc__seterr(DISTC_ENOMEM, "out of memory");
-    goto unlock;
-  }
-  C->managers = ms;
-  double timeout = o->timeout_s > 0 ? o->timeout_s : 60;
-  pthread_mutex_lock(&C->lock);
-  int before = C->nids;
-  pthread_mutex_unlock(&C->lock);
-  /* The same path as distc-launch's: a local manager starts `count` here; a
-   * remote one gives every slot of its hosts (count 0) or `count` of them. */
-  distc__startup st = {
-      .manager = o->manager,
-      .opts = mopts,
-      .nopts = nmopts,
-      .procs = o->count,
-      .limit = o->count,
-      .workers_before = before,
-      .timeout_s = timeout,
-      .who = "distc_addprocs",
-  };
-  if ((rc = distc__startup_plan(&st)) < 0)
-    goto unlock;
-  distc_manager *m = &st.m;
-  if (!distc__manager_remote(m) && o->count == 0) {
-    rc = distc__seterr(DISTC_EINVAL, "addprocs wants a count of at least 1");
-    goto close_manager;
-  }
-  int count = st.count;
-  const char *master_addr = C->master_addr;
-  if (distc__manager_remote(m) && (rc = remote_listener(&master_addr)) < 0)
-    goto close_manager;
-
-  char exe[4096];
-  const char *exename = o->exename;
-  if (!exename) {
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n < 0) {
-      rc = distc__seterr(DISTC_ESPAWN, "cannot find the master's executable; "
-                                       "give opts.exename");
-      goto close_manager;
-    }
-    exe[n] = '\0';
-    exename = exe;
-  }
-  char *fallback_argv[] = {(char *)exename, NULL};
-  pthread_mutex_lock(&C->lock);
-  int first = C->next_index;
-  C->next_index += count;
-  free(C->refused);
-  C->refused = NULL;
-  C->refused_code = 0;
-  pthread_mutex_unlock(&C->lock);
-  int started = count;
-  distc__startup_run run = {
-      .exename = exename,
-      .argv = C->argv ? C->argv : fallback_argv,
-      .dir = o->dir ? o->dir : st.workdir,
-      .env = o->env,
-      .master_addr = master_addr,
-      .local_addr = C->local_fd >= 0 ? C->local_addr : NULL,
-      .secret = C->secret,
-      .first_index = first,
-      .started = &started,
-  };
-  if ((rc = distc__startup_launch(&st, &run)) < 0)
-    goto close_manager;
-  char *hosts = distc__startup_hostmap(&st, started);
-  distc__startup_free(&st);
-  C->managers[C->nmanagers++] = st.m;
-  m = &C->managers[C->nmanagers - 1];
-
-  count = started; /* the indices after them are never used */
-  batch b = {m, first, count, 0, 0};
-  rc = await_workers(first, count, distc__now() + timeout * 1e9,
-                     batch_alive, &b, hosts);
-  free(hosts);
-  if (rc < 0) {
-    /* A local worker the dynamic loader could not start: say why. */
-    if (b.exited_early && !distc__manager_remote(m) &&
-        WIFEXITED(b.early_status) &&
-        WEXITSTATUS(b.early_status) == DISTC_EXIT_NOT_STARTED) {
-      char why[1024];
-      distc__exec_diagnose(exename, why, sizeof why);
-      distc__seterr(rc, "a worker exited with status 127 before connecting "
-                        "to the master: %s", why);
-    }
-    char *msg = strdup(distc_errmsg());
-    int *joined = calloc((size_t)count + 1, sizeof *joined), k = 0;
-    for (int i = 0; joined && i < count; i++) {
-      distc__conn *c = distc__conn_get(DISTC_INDEX_TO_ID(first + i));
-      if (c)
-        joined[k++] = c->id;
-      distc__conn_unref(c);
-    }
-    remove_workers(joined, k);
-    free(joined);
-    distc__manager_stop(m, SIGKILL, 1.0, NULL, NULL);
-    distc__seterr(rc, "%s", msg ? msg : distc_strerror(rc));
-    free(msg);
-    goto unlock;
-  }
-  for (int i = 0; ids && i < count; i++)
-    ids[i] = DISTC_INDEX_TO_ID(first + i);
-  rc = count;
-  goto unlock;
-close_manager:
-  distc__startup_free(&st);
-  distc__manager_close(&st.m);
-unlock:
-  pthread_mutex_unlock(&C->addprocs_lock);
-free_opts:
-  free(mopts);
-  free(names);
-  return rc;
-}
-
-int distc_rmprocs(const int *ids, int n) {
-  distc__cluster *C = &distc__C;
-  if (!C->initialised)
-    return distc__seterr(DISTC_ESTATE, "call distc_init() first");
-  if (!C->is_master)
-    return distc__seterr(DISTC_ENOTMASTER, "only the master can remove "
-                                           "workers");
-  if (n < 0 || (n > 0 && !ids))
-    return distc__seterr(DISTC_EINVAL, "rmprocs: no ids given");
-  int rc = remove_workers(ids, n);
-  pthread_mutex_lock(&C->addprocs_lock);
-  reap_all();
-  pthread_mutex_unlock(&C->addprocs_lock);
-  return rc;
-}
-
-/* Seconds rmprocs lets a worker finish its call before killing it. */
-static double rmprocs_grace(void) {
-  const char *s = getenv("DISTC_RMPROCS_GRACE");
-  char *end;
-  double g = s ? strtod(s, &end) : -1;
-  return s && end != s && *end == '\0' && g >= 0 ? g : RMPROCS_GRACE_S;
-}
-
-/* Asks the workers to exit and waits for them (killing those that do not);
- * reaping is the caller's business. */
-static int remove_workers(const int *ids, int n) {
-  distc__cluster *C = &distc__C;
-  double grace = rmprocs_grace();
-  distc__conn **cs = calloc((size_t)n + 1, sizeof *cs);
-  if (!cs)
-    return distc__seterr(DISTC_ENOMEM, "out of memory");
-  int rc = 0;
-  /* The grace period starts before anything is sent, and EXIT is queued,
-   * never waited on: a stopped worker with a full socket cannot hold us. */
-  double deadline = distc__now() + grace * 1e9;
-  for (int i = 0; i < n; i++) {
-    cs[i] = distc__conn_get(ids[i]);
-    if (!cs[i] && ids[i] != DISTC_MASTER && !rc)
-      rc = distc__seterr(DISTC_ENOENT, "there is no worker %d to remove",
-                         ids[i]);
-    if (cs[i])
-      distc__conn_send_nowait(cs[i], DISTC__F_EXIT, 0, 0, NULL, 0);
-  }
-  /* Wait for each to hang up; the I/O thread notices. */
-  for (int i = 0; i < n; i++) {
-    while (cs[i] && !atomic_load(&cs[i]->lost) && distc__now() < deadline) {
-      pthread_mutex_lock(&C->lock);
-      if (!atomic_load(&cs[i]->lost))
-        distc__cond_wait_ns(&C->changed, &C->lock, 10e6);
-      pthread_mutex_unlock(&C->lock);
-    }
-    if (cs[i] && !atomic_load(&cs[i]->lost)) {
-      distc__log(DISTC__LOG_WARN, "worker %d did not exit in %g s; killing "
-                                  "it", cs[i]->id, grace);
-      /* As for an unresponsive worker: by pid here, else by the manager
-       * that started it (finalize may hold addprocs_lock: then the
-       * managers' own stop ends it). */
-      if (same_host(cs[i])) {
-        kill(cs[i]->ospid, SIGKILL);
-      } else if (!report_lost(cs[i]->index) &&
-                 pthread_mutex_trylock(&C->addprocs_lock) == 0) {
-        manager_kill(cs[i]->index);
-        pthread_mutex_unlock(&C->addprocs_lock);
-      }
-      /* Out of every list now, not when the I/O thread sees the hang-up:
-       * rmprocs returns only once the workers are gone (pools drop a
-       * member that is lost; see pool.c). */
-      distc__worker_lost(cs[i]);
-    }
-    distc__conn_unref(cs[i]);
-  }
-  free(cs);
   return rc;
 }
 
@@ -1471,7 +933,7 @@ int distc__master_finalize(void) {
   C->nmanagers = 0;
   pthread_mutex_unlock(&C->addprocs_lock);
 
-  stopping = true;
+  distc__stopping = true;
   if (C->io_running) {
     uv_async_send(&C->wake);
     uv_thread_join(&C->io_thread);
@@ -1486,12 +948,7 @@ int distc__master_finalize(void) {
     close(conn_epfd);
   conn_epfd = -1;
   distc__gate_flush();
-  pthread_mutex_lock(&C->qlock);
-  C->service_running = false;
-  pthread_cond_broadcast(&C->qcond);
-  while (service_threads > 0)
-    pthread_cond_wait(&C->qcond, &C->qlock);
-  pthread_mutex_unlock(&C->qlock);
+  distc__service_stop();
 
   pthread_mutex_lock(&C->lock);
   for (int i = 0; i < C->conncap; i++) {

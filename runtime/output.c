@@ -57,6 +57,9 @@ void distc__output_drain(distc__conn *c) {
 void distc__output_forward(distc__conn *c) {
   if (out_rd < 0)
     return;
+  /* Output goes to the master whichever link the call came on. */
+  if (!distc__C.is_master && distc__C.master)
+    c = distc__C.master;
   pthread_mutex_lock(&out_lock);
   char buf[16384];
   for (;;) {

@@ -838,9 +838,10 @@ int distc_pmap(const char *fn, const distc_value *inputs,
   /* Its batches would go from this worker to the others. */
   if (!C->is_master && !o->local)
     return distc__seterr(DISTC_ENOTMASTER,
-                         "pmap from worker %d: worker-to-worker calls are not "
-                         "supported yet; call pmap on the master (or set "
-                         "opts.local to run the items on this worker)",
+                         "pmap from worker %d: pmap is driven by the master "
+                         "only in this version; call pmap on the master, set "
+                         "opts.local to run the items on this worker, or "
+                         "call other workers with distc_remotecall",
                          C->myid);
 
   map m;

@@ -151,9 +151,10 @@ int distc_pool_new(const int *ids, int n, distc_pool **out) {
   /* Its calls would go from this worker to the others. */
   if (!distc__C.is_master)
     return distc__seterr(DISTC_ENOTMASTER,
-                         "distc_pool_new from worker %d: worker-to-worker "
-                         "calls are not supported yet; make the pool on the "
-                         "master", distc__C.myid);
+                         "distc_pool_new from worker %d: pools are driven "
+                         "by the master only in this version; make the pool "
+                         "on the master, or call other workers with "
+                         "distc_remotecall", distc__C.myid);
   distc_pool *p = calloc(1, sizeof *p);
   if (!p)
     return distc__seterr(DISTC_ENOMEM, "out of memory");

@@ -28,8 +28,8 @@ static int check_loop(const char *what, const char *fn) {
   /* Its chunks would go from this worker to the others. */
   if (!C->is_master)
     return distc__seterr(DISTC_ENOTMASTER,
-                         "%s from worker %d: worker-to-worker calls are not "
-                         "supported yet; call %s on the master",
+                         "%s from worker %d: reductions are driven by the "
+                         "master only in this version; call %s on the master",
                          what, C->myid, what);
   return 0;
 }

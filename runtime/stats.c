@@ -54,13 +54,25 @@ int distc_stats(int pid, distc_peer_stats *s) {
   memset(s, 0, sizeof *s);
   if (!C->initialised || C->finalised)
     return distc__seterr(DISTC_ESTATE, "call distc_init() first");
+  if (!C->is_master && pid == C->myid) {
+    /* A worker's totals: its link to the master and its worker links. */
+    pthread_mutex_lock(&C->lock);
+    for (int i = 0; i < C->conncap; i++)
+      if (C->conns[i] && C->conns[i] != DISTC__GONE)
+        add_conn(C->conns[i], s);
+    pthread_mutex_unlock(&C->lock);
+    return 0;
+  }
   if (!C->is_master) {
-    /* A worker's one peer is the master. */
-    if (pid != DISTC_MASTER && pid != C->myid)
+    /* A worker's peers: the master and the workers it has links to. */
+    distc__conn *c = distc__conn_get(pid);
+    if (!c)
       return distc__seterr(DISTC_ENOENT, "a worker has statistics for the "
-                                         "master (1) and itself, not for "
-                                         "process %d", pid);
-    add_conn(C->master, s);
+                                         "master (1), itself and the workers "
+                                         "it called or was called by, not "
+                                         "for process %d", pid);
+    add_conn(c, s);
+    distc__conn_unref(c);
     return 0;
   }
   if (pid != C->myid) {

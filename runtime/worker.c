@@ -132,31 +132,6 @@ static double env_double(const char *name, double dflt) {
   return (s && *end == '\0' && v > 0) ? v : dflt;
 }
 
-/* Reads or writes exactly n bytes within the deadline. */
-static int xfer(int fd, void *buf, size_t n, bool out, double deadline) {
-  char *p = buf;
-  while (n > 0) {
-    ssize_t r = out ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
-    if (r > 0) {
-      p += r;
-      n -= (size_t)r;
-      continue;
-    }
-    if (r == 0)
-      return -1;
-    if (errno == EINTR)
-      continue;
-    if (errno != EAGAIN)
-      return -1;
-    int ms = (int)((deadline - distc__now()) / 1e6);
-    if (ms <= 0)
-      return -1;
-    struct pollfd pf = {fd, out ? POLLOUT : POLLIN, 0};
-    poll(&pf, 1, ms);
-  }
-  return 0;
-}
-
 static int dial(const char *addr, double deadline) {
   char host[256];
   const char *colon = strrchr(addr, ':');
@@ -212,40 +187,24 @@ static void read_secret(unsigned char *secret) {
   close(fd);
 }
 
-/* The worker half of the handshake; on return fd is authenticated both
- * ways and *id holds the id the master gave us. */
-static void handshake(int fd, const unsigned char *secret, int index,
-                      double deadline, int *id, bool *cma) {
-  unsigned char m1[DISTC__HELLO1_LEN], m2[DISTC__HELLO2_LEN],
-      mac[DISTC__MAC_LEN];
-  if (xfer(fd, m1, sizeof m1, false, deadline) < 0)
-    die("the master did not start the handshake (closed or timed out)");
-  if (memcmp(m1, "DSTC", 4) != 0 || m1[4] != DISTC__PROTO_VERSION)
-    die("the process at the master address does not speak distc protocol 1");
-  const unsigned char *nonce_m = m1 + 8;
-  memcpy(m2, m1, 8);
-  if (distc__random(m2 + 8, DISTC__NONCE_LEN) < 0)
-    die("%s", distc_errmsg());
-  distc__mac(secret, "worker", nonce_m, m2 + 8, m2 + 8 + DISTC__NONCE_LEN);
-  if (xfer(fd, m2, sizeof m2, true, deadline) < 0)
-    die("lost the master during the handshake");
-  if (xfer(fd, mac, sizeof mac, false, deadline) < 0)
-    die("the master refused our secret (authentication failed); was this "
-        "worker started by the same run?");
-  unsigned char want[DISTC__MAC_LEN];
-  distc__mac(secret, "master", m2 + 8, nonce_m, want);
-  if (!distc__mac_equal(mac, want))
-    die("the master failed authentication: it does not know the cluster "
-        "secret");
+/* The worker half of the handshake (handshake.c); on return fd is
+ * authenticated both ways and *id holds the id the master gave us.  The
+ * HELLO also tells the master where this worker listens for other workers
+ * (local, tcp: "" when it does not). */
+static void handshake(int fd, int index, double deadline, int *id, bool *cma,
+                      const char *local, const char *tcp) {
+  if (distc__hs_dial(fd, deadline) < 0)
+    die("handshake with the master: %s", distc_errmsg());
 
-  /* HELLO: [index, ospid, host, fingerprint, address of the fingerprint]
-   * — the master reads that address with process_vm_readv to learn
-   * whether it can copy our large results straight out of our memory. */
+  /* HELLO: [index, ospid, host, fingerprint, address of the fingerprint,
+   * [local, tcp]] — the master reads that address with process_vm_readv
+   * to learn whether it can copy our large results straight out of our
+   * memory. */
   char host[64];
   distc__hostname(host, sizeof host);
   distc__enc e;
   distc__enc_init(&e);
-  msgpack_pack_array(&e.pk, 5);
+  msgpack_pack_array(&e.pk, 6);
   msgpack_pack_int(&e.pk, index);
   msgpack_pack_int(&e.pk, (int)getpid());
   msgpack_pack_str(&e.pk, strlen(host));
@@ -253,6 +212,11 @@ static void handshake(int fd, const unsigned char *secret, int index,
   msgpack_pack_bin(&e.pk, DISTC__FP_LEN);
   msgpack_pack_bin_body(&e.pk, distc__fingerprint(), DISTC__FP_LEN);
   msgpack_pack_uint64(&e.pk, (uint64_t)(uintptr_t)distc__fingerprint());
+  msgpack_pack_array(&e.pk, 2);
+  msgpack_pack_str(&e.pk, strlen(local));
+  msgpack_pack_str_body(&e.pk, local, strlen(local));
+  msgpack_pack_str(&e.pk, strlen(tcp));
+  msgpack_pack_str_body(&e.pk, tcp, strlen(tcp));
   struct iovec iov[4];
   size_t total;
   int n = distc__enc_finish(&e, iov, 4, &total);
@@ -260,22 +224,22 @@ static void handshake(int fd, const unsigned char *secret, int index,
   for (int i = 0; i < 4; i++)
     hdr[i] = (unsigned char)(total >> (8 * i));
   hdr[4] = DISTC__F_HELLO;
-  if (n < 0 || xfer(fd, hdr, sizeof hdr, true, deadline) < 0)
+  if (n < 0 || distc__hs_xfer(fd, hdr, sizeof hdr, true, deadline) < 0)
     die("lost the master during the handshake");
   for (int i = 0; i < n; i++)
-    if (xfer(fd, iov[i].iov_base, iov[i].iov_len, true, deadline) < 0)
+    if (distc__hs_xfer(fd, iov[i].iov_base, iov[i].iov_len, true, deadline) < 0)
       die("lost the master during the handshake");
   distc__enc_destroy(&e);
 
   /* WELCOME [id, [ids], cma] or REFUSE [message] */
-  if (xfer(fd, hdr, sizeof hdr, false, deadline) < 0)
+  if (distc__hs_xfer(fd, hdr, sizeof hdr, false, deadline) < 0)
     die("the master closed the connection after authentication");
   uint32_t len = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 |
                  (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 24;
   if (len > 1 << 20)
     die("the master sent a malformed welcome");
   char *payload = malloc(len + 1);
-  if (!payload || xfer(fd, payload, len, false, deadline) < 0)
+  if (!payload || distc__hs_xfer(fd, payload, len, false, deadline) < 0)
     die("the master closed the connection after authentication");
   distc__dec d;
   if (distc__dec_open(&d, payload, len) < 0)
@@ -351,9 +315,10 @@ int distc__worker_main(void) {
     if (getppid() != (pid_t)atol(parent))
       _exit(1);
   }
-  unsigned char secret[DISTC_SECRET_LEN];
-  read_secret(secret);
-  distc__shared_set_secret(secret);
+  /* The secret stays in memory (only): every link to another worker runs
+   * the same handshake with it. */
+  read_secret(C->secret);
+  distc__shared_set_secret(C->secret);
   int index = atoi(idx);
   const char *lw = getenv(DISTC_ENV_LOCAL_WORKERS);
   local_workers = lw ? atoi(lw) : 0;
@@ -379,7 +344,10 @@ int distc__worker_main(void) {
   uint64_t t_conn = distc__tracing() ? distc__trace_now() : 0;
   int id;
   bool cma = false;
-  handshake(fd, secret, index, deadline, &id, &cma);
+  char link_local[64], link_tcp[256];
+  distc__peers_listen(fd, master_addr, link_local, sizeof link_local,
+                      link_tcp, sizeof link_tcp);
+  handshake(fd, index, deadline, &id, &cma, link_local, link_tcp);
   if (distc__tracing()) {
     distc__trace_span_at("launch", "connect", distc__trace_t_init, t_conn,
                          "\"index\":%d,\"same_host_socket\":%s", index,
@@ -387,7 +355,6 @@ int distc__worker_main(void) {
     distc__trace_span("launch", "handshake", t_conn, "\"cma\":%s",
                       cma ? "true" : "false");
   }
-  memset(secret, 0, sizeof secret);
   free(master_addr);
 
   C->myid = id;
@@ -414,6 +381,7 @@ int distc__worker_main(void) {
     die("%s", distc_errmsg());
   distc__depart_init(C->master);
   distc__interrupt_worker_init();
+  distc__peers_main_thread();
 
   uv_loop_init(&wloop);
   uv_poll_init(&wloop, &out_poll, distc__output_fd());
@@ -421,6 +389,7 @@ int distc__worker_main(void) {
   uv_poll_init(&wloop, &hup_poll, fd);
   uv_poll_start(&hup_poll, UV_DISCONNECT, on_hangup);
   distc__interrupt_io_start(&wloop, &hup_poll, on_hangup);
+  distc__peers_start(&wloop, distc__topology);
   static uv_timer_t beat_timer;
   double beat = distc__liveness_get()->interval_ns / 1e6;
   if (beat > 0) {
@@ -447,7 +416,7 @@ int distc__worker_main(void) {
     bool want = took < CORK_MAX_NS && batches_ahead(C->master);
     if (want != corked)
       cork(fd, corked = want);
-    int r = distc__worker_pump_once(C->master);
+    int r = distc__peers_pump(); /* the master's link and every worker's */
     if (r < 0) {
       distc__shared_orphaned();
       _exit(1);
@@ -463,7 +432,7 @@ int distc__worker_main(void) {
       cork(fd, corked = false);
     took = CORK_MAX_NS; /* the next call is not known to be short */
     if (distc__now() - last < IDLE_SPIN_NS && last >= yield_lost_until) {
-      distc__conn_spin(C->master, true); /* no doorbell while we look */
+      distc__peers_spin(true); /* no doorbell while we look */
       if (idle++ % SPARE_CHECK == 0)
         hard = mine && distc__spin_pays() &&
                (local_workers > 0 || distc__spare_core());
@@ -473,7 +442,7 @@ int distc__worker_main(void) {
         yield_briefly(&yield_lost_until); /* lost: the next turn sleeps */
       continue;
     }
-    distc__conn_poll(C->master, -1);
+    distc__peers_poll(-1);
     last = distc__now();
   }
 }

@@ -119,6 +119,11 @@ typedef struct distc_addprocs_opts {
    * distc-launch(1)); they imply the manager as they do there, and an
    * option the manager does not take is an error naming it. */
   const char *const *manager_options;
+  /* "all_to_all" (workers call each other, linked on first use) or
+   * "master_worker" (workers talk to the master only); NULL: as the master
+   * was started ($DISTC_TOPOLOGY, distc-launch --topology), else
+   * all_to_all. */
+  const char *topology;
 } distc_addprocs_opts;
 
 /* Master only.  Starts opts->count workers and waits until all are connected
@@ -332,6 +337,18 @@ DISTC_API bool distc_isready(distc_future *f);
 /* The pid the call ran on. */
 DISTC_API int distc_future_where(const distc_future *f);
 DISTC_API void distc_future_free(distc_future *f); /* NULL is fine */
+/* A future as a value any process can be sent (Julia's Future): *out (a
+ * new value, free it) is the pair [owner pid, reference], the owner being
+ * this process.  Another process turns it back with
+ * distc_future_from_value and fetches it from the owner, which answers once
+ * f completes.  The pair is good while the owner keeps f: after
+ * distc_future_free there, fetching it fails with DISTC_ENOENT. */
+DISTC_API int distc_future_value(distc_future *f, distc_value **out);
+/* The future a distc_future_value pair names (free it with
+ * distc_future_free): on the owner, f itself; elsewhere, a call to the
+ * owner that completes with f's value or error. */
+DISTC_API int distc_future_from_value(const distc_value *v,
+                                      distc_future **out);
 
 /* Master only.  Runs fn(args) on every process (master included, last),
  * waits for all, and gathers every error into distc_errmsg(), one line per

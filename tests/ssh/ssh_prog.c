@@ -263,13 +263,15 @@ static int run_stop(int id) {
     return 1;
   t0 = now_ms();
   char st;
-  while ((st = proc_state(pid)) == 'T' && now_ms() - t0 < 10000) {
+  /* Until it is gone: a stopped process that gets SIGKILL runs (R) for a
+   * moment while it dies. */
+  while ((st = proc_state(pid)) != '-' && st != 'Z' && now_ms() - t0 < 10000) {
     struct timespec ms20 = {0, 20 * 1000 * 1000};
     nanosleep(&ms20, NULL);
   }
   printf("stop worker %d pid %ld state %c after %.0f ms\n", id, pid, st,
          now_ms() - t0);
-  return st == 'T';
+  return st != '-' && st != 'Z';
 }
 
 static int workers(int *ids) {
@@ -376,6 +378,49 @@ static int run_calls(const int *ids, int n) {
   return bad;
 }
 
+/* [pid]: where worker pid is, asked from here over a worker-to-worker
+ * link (for "w2w"). */
+DISTC_FUNCTION(whereis) {
+  distc_value *v = NULL;
+  if (distc_remotecall_fetch((int)distc_value_int(distc_list_at(args, 0)),
+                             "whereami", NULL, &v) < 0)
+    return distc_fail(ctx, "%s", distc_errmsg());
+  return v;
+}
+
+/* Worker ids[0] calls every other worker directly (over TCP when they are
+ * on other hosts), 50 times each: each answer must come from that worker
+ * (the pid the master sees) on its own host. */
+static int run_w2w(const int *ids, int n) {
+  int bad = 0;
+  distc_value *me = NULL;
+  check(distc_remotecall_fetch(ids[0], "whereami", NULL, &me), "whereami");
+  for (int i = 1; i < n; i++) {
+    distc_value *them = NULL;
+    check(distc_remotecall_fetch(ids[i], "whereami", NULL, &them), "whereami");
+    for (int k = 0; k < 50; k++) {
+      distc_value *a = distc_listv(1, distc_int(ids[i])), *v = NULL;
+      if (distc_remotecall_fetch(ids[0], "whereis", a, &v) < 0) {
+        printf("w2w %d -> %d: %s\n", ids[0], ids[i], distc_errmsg());
+        bad++;
+      } else if (distc_value_int(distc_list_at(v, 3)) !=
+                 distc_value_int(distc_list_at(them, 3))) {
+        printf("w2w %d -> %d: answered by another process\n", ids[0], ids[i]);
+        bad++;
+      } else if (k == 0) {
+        printf("w2w %d on %s -> %d on %s\n", ids[0],
+               distc_value_str(distc_list_at(me, 0), NULL), ids[i],
+               distc_value_str(distc_list_at(v, 0), NULL));
+      }
+      distc_value_free(a);
+      distc_value_free(v);
+    }
+    distc_value_free(them);
+  }
+  distc_value_free(me);
+  return bad;
+}
+
 int main(int argc, char **argv) {
   check(distc_init(&argc, &argv), "distc_init");
   const char *what = argc > 1 ? argv[1] : "where";
@@ -391,6 +436,11 @@ int main(int argc, char **argv) {
     }
     int bad = run_calls(ids, n);
     printf("calls %s on %d workers\n", bad ? "FAILED" : "ok", n);
+    if (bad)
+      return 1;
+  } else if (strcmp(what, "w2w") == 0 && n >= 2) {
+    int bad = run_w2w(ids, n);
+    printf("w2w %s\n", bad ? "FAILED" : "ok");
     if (bad)
       return 1;
   } else if (strcmp(what, "pmap") == 0) {

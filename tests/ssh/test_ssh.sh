@@ -157,6 +157,12 @@ launch --hosts node1:2,node2:2 "$PROG" calls
 check "remote calls, spawnat(ANY) and 4 MiB arrays on 2 hosts x 2 workers" \
   grep -qx "calls ok on 4 workers" "$T/out"
 
+launch --hosts node1:1,node2:2 "$PROG" w2w
+check "worker-to-worker calls between node1 and node2 (a direct link over TCP)" \
+  grep -qx "w2w ok" "$T/out"
+check "... from node1's worker to node2's, answered on node2" \
+  bash -c "grep -Eq '^w2w [0-9]+ on $N1 .* -> [0-9]+ on $N2 ' '$T/out'"
+
 launch -p 1 --hosts node1:2,node2:2 "$PROG" pmap
 check "pmap over a local worker and 2 hosts x 2 workers gives every result, in order" \
   grep -qx "pmap ok" "$T/out"
