@@ -27,8 +27,12 @@ const char *distc_errmsg(void) { return errmsg; }
 
 void distc__clearerr(void) { errmsg[0] = '\0'; }
 
+/* The text may quote the message it replaces (distc_errmsg() among the
+ * arguments): it is built beside it, then copied. */
 int distc__vseterr(int code, const char *fmt, va_list ap) {
-  vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+  static _Thread_local char next[sizeof errmsg];
+  vsnprintf(next, sizeof next, fmt, ap);
+  memcpy(errmsg, next, strlen(next) + 1);
   return code;
 }
 

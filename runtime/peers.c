@@ -380,6 +380,57 @@ static void accept_link(int fd, bool local) {
   distc__conn_unref(c);
 }
 
+/* Incoming links are authenticated on threads of their own, ACCEPT_MAX at
+ * most at once: the I/O thread, which sends our heartbeats and watches the
+ * master, never waits on a stranger.  A connection that sends garbage or
+ * nothing holds only its own thread, for LINK_HANDSHAKE_S at most; past
+ * the cap, new connections are closed at once (a flood cannot grow us). */
+#define ACCEPT_MAX 8
+static atomic_int accepting;
+
+typedef struct accept_job {
+  int fd;
+  bool local;
+} accept_job;
+
+static void *accept_main(void *arg) {
+  accept_job j = *(accept_job *)arg;
+  free(arg);
+  accept_link(j.fd, j.local);
+  atomic_fetch_sub(&accepting, 1);
+  return NULL;
+}
+
+static void accept_async(int fd, bool local) {
+  static bool warned;
+  accept_job *j = NULL;
+  pthread_attr_t at;
+  pthread_t t;
+  if (atomic_fetch_add(&accepting, 1) >= ACCEPT_MAX) {
+    if (!warned)
+      distc__log(DISTC__LOG_WARN, "%d incoming links are already being "
+                 "authenticated: closing more until they are done",
+                 ACCEPT_MAX);
+    warned = true;
+    goto drop;
+  }
+  warned = false;
+  if (!(j = malloc(sizeof *j)))
+    goto drop;
+  *j = (accept_job){fd, local};
+  pthread_attr_init(&at);
+  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&at, 256 << 10);
+  int rc = pthread_create(&t, &at, accept_main, j);
+  pthread_attr_destroy(&at);
+  if (rc == 0)
+    return;
+  free(j);
+drop:
+  atomic_fetch_sub(&accepting, 1);
+  close(fd);
+}
+
 static void on_accept(uv_poll_t *h, int status, int events) {
   (void)status;
   (void)events;
@@ -393,7 +444,7 @@ static void on_accept(uv_poll_t *h, int status, int events) {
       int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    accept_link(fd, local);
+    accept_async(fd, local);
   }
 }
 

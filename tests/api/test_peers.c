@@ -2,14 +2,18 @@
  * 2 -> 3 -> 4 -> 2 that calls back into a waiting worker; a future made on
  * 2 passed to 3 and fetched there; a worker killed during a call from
  * another worker; lazy links (only the pairs that talk are linked); the
- * master_worker topology refusing a sideways call.  One case per run
+ * master_worker topology refusing a sideways call; strangers on a worker's
+ * port holding up nothing.  One case per run
  * (argv[1]) under distc-launch; every wait is bounded.  Prints
  * `N passed, M failed`. */
+#include <arpa/inet.h>
 #include <distc.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -423,6 +427,59 @@ static void case_rtt(void) {
   distc_value_free(a);
 }
 
+/* Strangers on a worker's port — some silent, one sending garbage — do
+ * not hold up a real link to it, nor the worker itself (its I/O thread
+ * authenticates nobody). */
+static void case_stranger(void) {
+  distc_value *a = distc_listv(1, distc_int(3)), *r = NULL;
+  OK(distc_remotecall_fetch(DISTC_MASTER, "distc__peer_addr", a, &r));
+  distc_value_free(a);
+  const char *tcp = distc_value_str(distc_list_at(r, 2), NULL);
+  char host[128] = "";
+  /* "host:port,host:port,...": the first one is the address it reached
+   * the master from. */
+  const char *comma = tcp ? strchr(tcp, ',') : NULL;
+  char first[160] = "";
+  snprintf(first, sizeof first, "%.*s",
+           (int)(comma ? (size_t)(comma - tcp) : strlen(tcp ? tcp : "")),
+           tcp ? tcp : "");
+  tcp = first;
+  const char *colon = strrchr(tcp, ':');
+  CHECK(colon && (size_t)(colon - tcp) < sizeof host, "worker 3 listens on "
+        "TCP (%s)", tcp);
+  if (!colon) {
+    distc_value_free(r);
+    return;
+  }
+  memcpy(host, tcp, (size_t)(colon - tcp));
+  host[colon - tcp] = '\0';
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_port = htons((uint16_t)atoi(colon + 1))};
+  CHECK(inet_pton(AF_INET, host, &sa.sin_addr) == 1, "address %s", tcp);
+  distc_value_free(r);
+  int fds[5];
+  for (int i = 0; i < 5; i++) {
+    fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(connect(fds[i], (struct sockaddr *)&sa, sizeof sa) == 0,
+          "stranger %d connects", i);
+  }
+  CHECK(write(fds[0], "GET / HTTP/1.0\r\n\r\n", 18) == 18, "garbage sent");
+  usleep(100000); /* the worker has accepted them all */
+  double t0 = now_s();
+  a = distc_listv(3, distc_int(3), distc_string("noop"), distc_list(0));
+  OK(distc_remotecall_fetch(2, "call_other", a, &r));
+  distc_value_free(a);
+  CHECK(distc_value_int(distc_list_at(r, 0)) == 0, "2 -> 3 beside strangers: "
+        "%s", distc_value_str(distc_list_at(r, 1), NULL));
+  distc_value_free(r);
+  /* The handshake gives a stranger 5 s: far less means nobody waited. */
+  CHECK(now_s() - t0 < 2.0, "the link took %.2f s", now_s() - t0);
+  OK(distc_remotecall_fetch(3, "noop", NULL, &r));
+  distc_value_free(r);
+  for (int i = 0; i < 5; i++)
+    close(fds[i]);
+}
+
 int main(int argc, char **argv) {
   const char *name = argc > 1 ? argv[1] : "";
   if (distc_init(&argc, &argv) < 0) {
@@ -445,6 +502,8 @@ int main(int argc, char **argv) {
     case_refuse();
   else if (!strcmp(name, "rtt"))
     case_rtt();
+  else if (!strcmp(name, "stranger"))
+    case_stranger();
   else {
     printf("unknown case '%s'\n", name);
     return 2;
