@@ -421,9 +421,12 @@ static void admit(peer *p, uint32_t len) {
   }
   C->ids[i] = id;
   C->nids++;
+  /* Noted before anyone can see it in the table: a program that registers
+   * its members callback once distc_init has its workers must not hear of
+   * them as joining later. */
+  distc__members_note(id, true);
   pthread_cond_broadcast(&C->changed);
   pthread_mutex_unlock(&C->lock);
-  distc__members_note(id, true);
 
   /* From now on the worker's socket is read through conn_epfd. */
   uv_poll_stop(&p->poll);
