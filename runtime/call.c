@@ -204,29 +204,40 @@ int distc__worker_pump_once(distc__conn *c) {
   }
   if (r <= 0)
     return r;
-  switch (fr.h.type) {
+  distc__worker_dispatch(c, &fr);
+  return 1;
+}
+
+void distc__worker_dispatch(distc__conn *c, distc__frame *fr) {
+  bool master = c == distc__C.master;
+  switch (fr->h.type) {
   case DISTC__F_CALL:
-    distc__run_call(c, &fr);
+    distc__run_call(c, fr);
     break;
   case DISTC__F_RESULT:
   case DISTC__F_ERROR:
-    distc__complete_call(c, &fr);
+    distc__complete_call(c, fr);
+    break;
+  case DISTC__F_PING:
     break;
   case DISTC__F_EXIT:
+    if (!master)
+      goto unexpected;
     distc__output_drain(c);
     fflush(NULL);
     _exit(0);
-  case DISTC__F_PING:
-    break;
   case DISTC__F_INTERRUPT:
+    if (!master)
+      goto unexpected;
     distc__interrupt_deliver(false); /* this thread is the one to stop */
     break;
   default:
-    distc__log(DISTC__LOG_WARN, "unexpected frame type %u from the master",
-               fr.h.type);
+  unexpected:
+    distc__log(DISTC__LOG_WARN, "unexpected frame type %u from %s%.0d",
+               fr->h.type, master ? "the master" : "worker ",
+               master ? 0 : c->id);
   }
-  distc__free(fr.payload);
-  return 1;
+  distc__free(fr->payload);
 }
 
 /* Lost master on a worker: nothing it could do would reach anyone. */

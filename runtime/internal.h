@@ -517,6 +517,10 @@ int distc__worker_main(void); /* never returns */
 /* Worker: reads one frame from the master and handles it (running a call
  * inline).  1: handled one, 0: none available, < 0: connection gone. */
 int distc__worker_pump_once(distc__conn *c);
+/* Worker: the one dispatcher of every frame a worker reads, from its master
+ * or from another worker (EXIT and INTERRUPT only from the master); frees
+ * the payload. */
+void distc__worker_dispatch(distc__conn *c, distc__frame *fr);
 /* ---- the master's parts: master.c (I/O thread, listeners, the
  * handshake's accepting half, liveness, start and finalize), membership.c,
  * dispatch.c, service.c, addprocs.c ---- */

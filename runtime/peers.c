@@ -714,26 +714,6 @@ void distc__link_drain(distc__conn *c) {
   }
 }
 
-/* ---- the dispatcher ---- */
-
-static void dispatch(distc__conn *c, distc__frame *fr) {
-  switch (fr->h.type) {
-  case DISTC__F_CALL:
-    distc__run_call(c, fr);
-    break;
-  case DISTC__F_RESULT:
-  case DISTC__F_ERROR:
-    distc__complete_call(c, fr);
-    break;
-  case DISTC__F_PING:
-    break;
-  default:
-    distc__log(DISTC__LOG_WARN, "unexpected frame type %u from worker %d",
-               fr->h.type, c->id);
-  }
-  distc__free(fr->payload);
-}
-
 int distc__peers_pump(void) {
   int r = distc__worker_pump_once(distc__C.master);
   if (r != 0)
@@ -742,7 +722,7 @@ int distc__peers_pump(void) {
     held_frame h = lheld[lheld_head++];
     if (lheld_head == lheld_n)
       lheld_head = lheld_n = 0;
-    dispatch(h.c, &h.f);
+    distc__worker_dispatch(h.c, &h.f);
     distc__conn_unref(h.c);
     return 1;
   }
@@ -760,7 +740,7 @@ int distc__peers_pump(void) {
     }
     /* A nested wait may lose this link while its call runs. */
     atomic_fetch_add(&c->refs, 1);
-    dispatch(c, &fr);
+    distc__worker_dispatch(c, &fr);
     distc__conn_unref(c);
     return 1;
   }
