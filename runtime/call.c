@@ -196,11 +196,11 @@ int distc__worker_pump_once(distc__conn *c) {
     if (held.head == held.n)
       held.head = held.n = 0;
   } else {
+    /* The reader keeps its ring's no-doorbell mark while a call runs: the
+     * I/O thread reads the ring every IO_LOOK_MS meanwhile (interrupt.c),
+     * bell or none, and clearing the mark for every call cost the master
+     * a cache miss on every frame it sent. */
     r = distc__conn_read_frame(c, &fr);
-    /* A call may run long: from now on the master rings, so the I/O
-     * thread hears an INTERRUPT. */
-    if (r > 0)
-      distc__conn_spin(c, false);
   }
   if (r <= 0)
     return r;
@@ -322,10 +322,6 @@ static void future_wait_until(distc_future *f, double deadline) {
     c = distc__conn_get(f->pid);
 
   double t0 = distc__now(), budget = atomic_load(&spin_ns);
-  /* Beside jobs of our own priority a spinner holds the core the answer
-   * needs: look once, then sleep. */
-  if (!distc__spin_pays())
-    budget = SPIN_MIN_NS;
   bool spun_ok = false, reading = worker && distc__reader_acquire();
   /* On the rings a spinning reader gets no doorbell, so the I/O thread is
    * not woken anyway: only a socket link leaves its epoll set (two system

@@ -71,16 +71,6 @@ int distc__ncores(void);
  * kernel's count of runnable tasks (/proc/loadavg, the caller included)
  * does not exceed the cores.  One pread; true where /proc is missing. */
 bool distc__spare_core(void);
-/* Whether spinning pays this thread now: over the last window (20 ms) it
- * waited for a CPU, runnable but not running (/proc/thread-self/schedstat),
- * less than 30% of the time.  A nice 19 job per core leaves a spinner a few
- * percent of waiting (and the spinner its core, as an MPI rank polling its
- * shared memory has it); jobs of our own priority leave it 35-60%, and a
- * spinner then mostly holds the core the peer it waits for needs: the round
- * trip turns bimodal, 2 us or 100+, where sleeping gives a steady 6 here.
- * A window that fails stops spinning for 50 ms, then it is tried again.
- * True where /proc is missing. */
-bool distc__spin_pays(void);
 
 /* ---- pmap_batch.c: the worker side of a pmap batch ----
  * A batch is one call of DISTC__BATCH_FN with arguments

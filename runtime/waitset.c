@@ -75,59 +75,6 @@ bool distc__spare_core(void) {
   return !p || atoi(p) <= distc__ncores();
 }
 
-/* Spinning is judged over windows of PAYS_WINDOW_NS; one that waited too
- * long stops it for PAYS_RETRY_NS, then it is tried again (sleeping says
- * nothing of how spinning would fare: a woken thread waits for a CPU too). */
-#define PAYS_WINDOW_NS 20e6
-#define PAYS_RETRY_NS 50e6
-#define PAYS_MAX_WAIT 0.3
-
-static pthread_key_t stat_key;
-static pthread_once_t stat_once = PTHREAD_ONCE_INIT;
-
-static void stat_close(void *p) { close((int)(intptr_t)p - 1); }
-static void stat_key_make(void) { pthread_key_create(&stat_key, stat_close); }
-
-bool distc__spin_pays(void) {
-  static _Thread_local int fd = -2;
-  static _Thread_local double at, delay, retry_at;
-  static _Thread_local bool pays = true;
-  if (fd == -1)
-    return true; /* no /proc */
-  double now = distc__now();
-  if (!pays) {
-    if (now < retry_at)
-      return false;
-    pays = true;
-    at = 0; /* a fresh window */
-  }
-  if (at > 0 && now - at < PAYS_WINDOW_NS)
-    return true;
-  if (fd == -2) {
-    /* Closed when the thread ends (the key's destructor). */
-    fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-      return true; /* fd is -1 now: never asked again */
-    pthread_once(&stat_once, stat_key_make);
-    pthread_setspecific(stat_key, (void *)(intptr_t)(fd + 1));
-  }
-  char buf[96];
-  ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
-  if (n <= 0)
-    return true;
-  buf[n] = '\0';
-  /* "on-cpu-ns runqueue-wait-ns timeslices" */
-  char *p = strchr(buf, ' ');
-  double d = p ? strtod(p + 1, NULL) : 0;
-  if (at > 0 && d - delay >= PAYS_MAX_WAIT * (now - at)) {
-    pays = false;
-    retry_at = now + PAYS_RETRY_NS;
-  }
-  at = now;
-  delay = d;
-  return pays;
-}
-
 /* One eventfd per waiting thread, made on first need and kept: a waitset
  * lives for one reduction, often far shorter than making one costs.  A
  * thread owns one waitset at a time that sleeps, so sharing is safe. */
@@ -409,7 +356,7 @@ distc__wsnode *distc__waitset_next(distc__waitset *ws, int busy,
     return NULL;
   double t0 = distc__now(), budget = ws->spin_ns;
   bool reader = distc__C.is_master && ws->nconns > 0;
-  bool hard = busy + 1 <= distc__ncores() && distc__spin_pays();
+  bool hard = busy + 1 <= distc__ncores();
   if (reader && !any_done(ws)) {
     distc__waitset_hold(ws);
     /* Looking, hard or between yields, nobody needs the writers'

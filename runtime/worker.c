@@ -34,13 +34,11 @@
  * sleeping process costs tens of them.  It spins hard only while the
  * cluster's processes on this host fit its cores: the workers its launch
  * started here ($DISTC_LOCAL_WORKERS, MPI's "local size") plus the master
- * when it is here, and while spinning pays (distc__spin_pays: this thread
- * seldom waits for a CPU).  The load itself does not count: a nice 19 job
- * per core must not turn a 2 us round trip into a wake-up of tens (the
- * scheduler gives the spinner its share anyway, as it does to an MPI rank
- * polling its shared memory), while jobs of our own priority take the
- * core half the time, and a spinner then mostly delays the peer it waits
- * for.  A worker that joined by itself
+ * when it is here.  Other programs do not count, whatever the load: a
+ * nice 19 job per core must not turn a 2 us round trip into a wake-up of
+ * tens (the scheduler gives the spinner its share anyway, as it does to an
+ * MPI rank polling its shared memory; beside two nice 0 loops the round
+ * trip measured the same 1.7 us).  A worker that joined by itself
  * knows only the membership the master sent at joining (workers that
  * joined early saw few peers), so it also looks at the kernel's count of
  * runnable tasks every SPARE_CHECK polls.  Otherwise it yields between
@@ -434,8 +432,7 @@ int distc__worker_main(void) {
     if (distc__now() - last < IDLE_SPIN_NS && last >= yield_lost_until) {
       distc__peers_spin(true); /* no doorbell while we look */
       if (idle++ % SPARE_CHECK == 0)
-        hard = mine && distc__spin_pays() &&
-               (local_workers > 0 || distc__spare_core());
+        hard = mine && (local_workers > 0 || distc__spare_core());
       if (hard)
         distc__cpu_relax();
       else
