@@ -163,6 +163,7 @@ typedef struct distc__conn {
   int ring_spinners; /* under qlock: master threads spinning on rx */
   uint64_t bells_seen;
   double probe_at;
+  unsigned probe_skip;
 } distc__conn;
 
 /* conn.c */
