@@ -330,15 +330,18 @@ out:
   return rc;
 }
 
-static void accept_link(int fd, bool local) {
+static void slot_release(int slot);
+
+static void accept_link(int fd, bool local, int slot) {
   double deadline = distc__now() + LINK_HANDSHAKE_S * 1e9;
   char *p = NULL, why[512] = "";
   uint32_t len;
   uint8_t type;
   distc__conn *c = NULL;
   distc__enc e;
-  if (distc__hs_accept(fd, deadline) < 0 ||
-      distc__hs_recv(fd, &type, &p, &len, deadline) < 0) {
+  int auth = distc__hs_accept(fd, deadline);
+  slot_release(slot); /* authenticated or failed: nobody evicts it now */
+  if (auth < 0 || distc__hs_recv(fd, &type, &p, &len, deadline) < 0) {
     distc__log(DISTC__LOG_WARN, "dropped an incoming link: %s",
                distc_errmsg());
     close(fd);
@@ -380,24 +383,65 @@ static void accept_link(int fd, bool local) {
   distc__conn_unref(c);
 }
 
-/* Incoming links are authenticated on threads of their own, ACCEPT_MAX at
- * most at once: the I/O thread, which sends our heartbeats and watches the
- * master, never waits on a stranger.  A connection that sends garbage or
- * nothing holds only its own thread, for LINK_HANDSHAKE_S at most; past
- * the cap, new connections are closed at once (a flood cannot grow us). */
+/* Incoming links are authenticated on threads of their own: the I/O
+ * thread, which sends our heartbeats and watches the master, never waits on
+ * a stranger.  ACCEPT_MAX of them may be in the handshake at once (each
+ * holds a slot until it has proved the secret or failed); a newcomer that
+ * finds them all taken evicts the oldest one that has had EVICT_AGE_MS
+ * (shut down, its thread fails at once), so a flood of silent or garbage
+ * connections delays a real link by a moment, never by the handshake's
+ * LINK_HANDSHAKE_S.  With no slot to evict, the newcomer is closed. */
 #define ACCEPT_MAX 8
-static atomic_int accepting;
+#define EVICT_AGE_MS 50
+
+typedef struct accept_slot {
+  int fd; /* -1: free */
+  double born;
+} accept_slot;
+
+static pthread_mutex_t slots_mu = PTHREAD_MUTEX_INITIALIZER;
+static accept_slot slots[ACCEPT_MAX] = {[0 ... ACCEPT_MAX - 1] = {-1, 0}};
+static atomic_int threads; /* handshake threads alive, evicted ones included */
+
+static void slot_release(int slot) {
+  pthread_mutex_lock(&slots_mu);
+  slots[slot].fd = -1;
+  pthread_mutex_unlock(&slots_mu);
+}
+
+/* A free slot for fd, or the oldest evictable one (its connection shut
+ * down); -1 when every slot is younger than EVICT_AGE_MS. */
+static int slot_take(int fd) {
+  double now = distc__now();
+  int pick = -1;
+  pthread_mutex_lock(&slots_mu);
+  for (int i = 0; i < ACCEPT_MAX && pick < 0; i++)
+    if (slots[i].fd < 0)
+      pick = i;
+  if (pick < 0) {
+    for (int i = 0; i < ACCEPT_MAX; i++)
+      if (now - slots[i].born >= EVICT_AGE_MS * 1e6 &&
+          (pick < 0 || slots[i].born < slots[pick].born))
+        pick = i;
+    if (pick >= 0)
+      shutdown(slots[pick].fd, SHUT_RDWR);
+  }
+  if (pick >= 0)
+    slots[pick] = (accept_slot){fd, now};
+  pthread_mutex_unlock(&slots_mu);
+  return pick;
+}
 
 typedef struct accept_job {
-  int fd;
+  int fd, slot;
   bool local;
 } accept_job;
 
 static void *accept_main(void *arg) {
   accept_job j = *(accept_job *)arg;
   free(arg);
-  accept_link(j.fd, j.local);
-  atomic_fetch_sub(&accepting, 1);
+  accept_link(j.fd, j.local, j.slot);
+  atomic_fetch_sub(&threads, 1);
   return NULL;
 }
 
@@ -406,18 +450,22 @@ static void accept_async(int fd, bool local) {
   accept_job *j = NULL;
   pthread_attr_t at;
   pthread_t t;
-  if (atomic_fetch_add(&accepting, 1) >= ACCEPT_MAX) {
+  /* Evicted threads end at once; the bound only guards against a stuck
+   * one. */
+  int slot = atomic_load(&threads) < 4 * ACCEPT_MAX ? slot_take(fd) : -1;
+  if (slot < 0) {
     if (!warned)
-      distc__log(DISTC__LOG_WARN, "%d incoming links are already being "
-                 "authenticated: closing more until they are done",
-                 ACCEPT_MAX);
+      distc__log(DISTC__LOG_WARN, "%d incoming links are being authenticated "
+                 "already: closing new ones until one is done", ACCEPT_MAX);
     warned = true;
-    goto drop;
+    close(fd);
+    return;
   }
   warned = false;
   if (!(j = malloc(sizeof *j)))
     goto drop;
-  *j = (accept_job){fd, local};
+  *j = (accept_job){fd, slot, local};
+  atomic_fetch_add(&threads, 1);
   pthread_attr_init(&at);
   pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
   pthread_attr_setstacksize(&at, 256 << 10);
@@ -425,9 +473,10 @@ static void accept_async(int fd, bool local) {
   pthread_attr_destroy(&at);
   if (rc == 0)
     return;
+  atomic_fetch_sub(&threads, 1);
   free(j);
 drop:
-  atomic_fetch_sub(&accepting, 1);
+  slot_release(slot);
   close(fd);
 }
 

@@ -427,8 +427,9 @@ static void case_rtt(void) {
   distc_value_free(a);
 }
 
-/* Strangers on a worker's port — some silent, one sending garbage — do
- * not hold up a real link to it, nor the worker itself (its I/O thread
+/* Strangers on a worker's port — more than may be in the handshake at
+ * once, silent but for one sending garbage — do not hold up a real link to
+ * it (the oldest are evicted), nor the worker itself (its I/O thread
  * authenticates nobody). */
 static void case_stranger(void) {
   distc_value *a = distc_listv(1, distc_int(3)), *r = NULL;
@@ -457,8 +458,8 @@ static void case_stranger(void) {
                            .sin_port = htons((uint16_t)atoi(colon + 1))};
   CHECK(inet_pton(AF_INET, host, &sa.sin_addr) == 1, "address %s", tcp);
   distc_value_free(r);
-  int fds[5];
-  for (int i = 0; i < 5; i++) {
+  int fds[20];
+  for (int i = 0; i < 20; i++) {
     fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     CHECK(connect(fds[i], (struct sockaddr *)&sa, sizeof sa) == 0,
           "stranger %d connects", i);
@@ -476,7 +477,7 @@ static void case_stranger(void) {
   CHECK(now_s() - t0 < 2.0, "the link took %.2f s", now_s() - t0);
   OK(distc_remotecall_fetch(3, "noop", NULL, &r));
   distc_value_free(r);
-  for (int i = 0; i < 5; i++)
+  for (int i = 0; i < 20; i++)
     close(fds[i]);
 }
 
