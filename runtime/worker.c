@@ -215,30 +215,16 @@ static void handshake(int fd, int index, double deadline, int *id, bool *cma,
   msgpack_pack_str_body(&e.pk, local, strlen(local));
   msgpack_pack_str(&e.pk, strlen(tcp));
   msgpack_pack_str_body(&e.pk, tcp, strlen(tcp));
-  struct iovec iov[4];
-  size_t total;
-  int n = distc__enc_finish(&e, iov, 4, &total);
-  unsigned char hdr[DISTC__HDR_LEN] = {0};
-  for (int i = 0; i < 4; i++)
-    hdr[i] = (unsigned char)(total >> (8 * i));
-  hdr[4] = DISTC__F_HELLO;
-  if (n < 0 || distc__hs_xfer(fd, hdr, sizeof hdr, true, deadline) < 0)
+  if (distc__hs_send(fd, DISTC__F_HELLO, &e, deadline) < 0)
     die("lost the master during the handshake");
-  for (int i = 0; i < n; i++)
-    if (distc__hs_xfer(fd, iov[i].iov_base, iov[i].iov_len, true, deadline) < 0)
-      die("lost the master during the handshake");
   distc__enc_destroy(&e);
 
   /* WELCOME [id, [ids], cma] or REFUSE [message] */
-  if (distc__hs_xfer(fd, hdr, sizeof hdr, false, deadline) < 0)
-    die("the master closed the connection after authentication");
-  uint32_t len = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 |
-                 (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 24;
-  if (len > 1 << 20)
-    die("the master sent a malformed welcome");
-  char *payload = malloc(len + 1);
-  if (!payload || distc__hs_xfer(fd, payload, len, false, deadline) < 0)
-    die("the master closed the connection after authentication");
+  uint8_t type;
+  char *payload;
+  uint32_t len;
+  if (distc__hs_recv(fd, &type, &payload, &len, deadline) < 0)
+    die("waiting for the master's welcome: %s", distc_errmsg());
   distc__dec d;
   if (distc__dec_open(&d, payload, len) < 0)
     die("the master sent a malformed welcome");
@@ -246,10 +232,10 @@ static void handshake(int fd, int index, double deadline, int *id, bool *cma,
   if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size < 1)
     die("the master sent a malformed welcome");
   const msgpack_object *f0 = &root->via.array.ptr[0];
-  if (hdr[4] == DISTC__F_REFUSE && f0->type == MSGPACK_OBJECT_STR)
+  if (type == DISTC__F_REFUSE && f0->type == MSGPACK_OBJECT_STR)
     die("refused by the master: %.*s", (int)f0->via.str.size, f0->via.str.ptr);
   const msgpack_object *w = root->via.array.ptr;
-  if (hdr[4] != DISTC__F_WELCOME || f0->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+  if (type != DISTC__F_WELCOME || f0->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
       root->via.array.size != 5 || w[1].type != MSGPACK_OBJECT_ARRAY ||
       w[2].type != MSGPACK_OBJECT_BOOLEAN ||
       w[3].type != MSGPACK_OBJECT_FLOAT64 ||
