@@ -297,6 +297,18 @@ static void await_release(distc__conn *c, uint64_t id) {
   }
 }
 
+/* How long one sleep of a wait until deadline (monotonic ns, 0: none) may
+ * last: a second at most (a bound, not a poll: every event wakes the
+ * sleeper), and 0 once the deadline has passed. */
+static int sleep_ms(double deadline) {
+  if (deadline <= 0)
+    return 1000;
+  double left = deadline - distc__now();
+  if (left <= 0)
+    return 0;
+  return left / 1e6 + 1 < 1000 ? (int)(left / 1e6) + 1 : 1000;
+}
+
 /* Master: sleeps on the futex of c's ring, as its reader, until f is done
  * or the deadline passes.  The answer then wakes this thread alone, where
  * sleeping on the condition takes two wake-ups (the I/O thread's, then
@@ -309,14 +321,9 @@ static void ring_sleep(distc_future *f, distc__conn *c, double deadline) {
   f->wake_ring = r;
   pthread_mutex_unlock(&f->mu);
   while (!is_done(f) && !atomic_load(&c->dead)) {
-    int ms = 1000; /* a bound, not a poll: every event wakes us */
-    if (deadline > 0) {
-      double left = deadline - distc__now();
-      if (left <= 0)
-        break;
-      if (left / 1e6 + 1 < ms)
-        ms = (int)(left / 1e6) + 1;
-    }
+    int ms = sleep_ms(deadline);
+    if (ms == 0)
+      break;
     uint32_t seq = distc__ring_sleep_begin(r);
     if (distc__master_pump(c, false) == 0 && !is_done(f))
       distc__ring_sleep_wait(r, seq, ms);
@@ -388,14 +395,8 @@ static void future_wait_until(distc_future *f, double deadline) {
           worker_orphaned();
         if (distc_interrupted() && abandon(f))
           break;
-        if (r == 0) {
-          int ms = 1000;
-          if (deadline > 0) {
-            int left = (int)((deadline - distc__now()) / 1e6) + 1;
-            ms = left < ms ? left : ms;
-          }
-          distc__peers_poll(ms);
-        }
+        if (r == 0)
+          distc__peers_poll(sleep_ms(deadline));
       }
     } else if (c && c->rx) {
       ring_sleep(f, c, deadline);
